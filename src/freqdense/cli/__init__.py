@@ -1,0 +1,1 @@
+"""The ``freqdense`` command line."""

@@ -1,0 +1,56 @@
+"""``freqdense`` / ``python -m freqdense``: one entry point, one module per subcommand.
+
+Each subcommand module in this package exposes ``register(subparsers)``, which adds its parser and sets
+``func=run`` where ``run(args) -> int`` is the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import FreqdenseError
+
+log = logging.getLogger("freqdense")
+
+#: Subcommand modules, in the order `freqdense --help` lists them.
+_COMMAND_MODULES = ("train", "evaluate", "predict", "export", "config", "list", "demo", "data", "analyze")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="freqdense", description="Frequency-aware dense prediction.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}_cmd")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{name}_cmd":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FreqdenseError as err:
+        log.error("%s", err)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

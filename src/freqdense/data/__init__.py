@@ -1,0 +1,26 @@
+"""Datasets, the sample contract and joint transforms."""
+
+from __future__ import annotations
+
+from .._registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+def create_dataset(name: str, **kwargs):
+    """Build a registered dataset by name (``freqdense list`` shows them)."""
+    _import_all()
+    return DATASETS.create(name, **kwargs)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    _import_all()
+    return DATASETS.names(pattern)
+
+
+def _import_all() -> None:
+    # Importing the modules registers them; done lazily so `import freqdense` stays light.
+    from . import synthetic  # noqa: F401
+
+
+__all__ = ["DATASETS", "create_dataset", "list_datasets"]
