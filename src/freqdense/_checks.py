@@ -29,7 +29,9 @@ def check_shape(x: object, layout: str, *, name: str = "input", **sizes: int) ->
             raise ValueError(f"check_shape: {dim_name!r} is not in layout {layout!r}")
         actual = x.shape[dims.index(dim_name)]
         if actual != expected:
-            raise ShapeError(f"{name} must have {dim_name}={expected} in ({', '.join(dims)}), got shape {tuple(x.shape)}")
+            raise ShapeError(
+                f"{name} must have {dim_name}={expected} in ({', '.join(dims)}), got shape {tuple(x.shape)}"
+            )
 
 
 def check_finite(x: torch.Tensor, *, name: str) -> None:

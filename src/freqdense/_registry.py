@@ -31,7 +31,8 @@ def check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str) -
                 hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
                 raise ConfigError(f"{what} got an unknown argument {key!r}.{hint} Valid arguments: {', '.join(named)}.")
     missing = [
-        n for n, p in params.items()
+        n
+        for n, p in params.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty and n not in kwargs
     ]
     if missing:

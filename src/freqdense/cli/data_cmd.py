@@ -1,0 +1,132 @@
+"""``freqdense data``: dataset utilities, one sub-subcommand per entry of ``SUBCOMMANDS``.
+
+- ``data synth --out DIR --num N [--split train] [--size H W] [--seed S] [--<knob> VALUE ...]``: render
+  synthetic samples into the documented on-disk format (docs/data/synthetic.md);
+- ``data panel --out PNG``: the README sample panel.
+
+To add a sub-subcommand, write ``_register_<name>(sub)`` that adds its parser with ``set_defaults(func=...)``
+and append it to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+__all__ = ["register", "run_synth", "run_panel", "SUBCOMMANDS"]
+
+log = logging.getLogger(__name__)
+
+
+def _parse_mix(text: str) -> dict[str, float]:
+    try:
+        pairs = [item.split("=") for item in text.split(",") if item]
+        return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--texture-mix wants kind=weight,... (e.g. flat=1,fine=2), got {text!r}") from None
+
+
+def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--knob-name`` flag per field of SyntheticConfig, typed from its default."""
+    from ..data.synthetic.config import TEXTURE_KINDS, SyntheticConfig
+
+    group = parser.add_argument_group("scene knobs (docs/data/synthetic.md; defaults in brackets)")
+    defaults = SyntheticConfig()
+    for f in dataclasses.fields(SyntheticConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if f.name == "texture_mix":
+            help_text = f"weights kind=w,... over {', '.join(TEXTURE_KINDS)}"
+            group.add_argument(flag, dest=f.name, type=_parse_mix, default=None, metavar="KIND=W,...", help=help_text)
+        elif isinstance(default, bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f"[{default}]")
+        else:
+            group.add_argument(flag, dest=f.name, type=type(default), default=None, metavar="N", help=f"[{default}]")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from ..data.synthetic.config import SyntheticConfig
+
+    overrides = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticConfig) if getattr(args, f.name, None) is not None
+    }
+    return SyntheticConfig.from_dict(overrides)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from ..data.synthetic.storage import synthesize
+    from ..errors import ConfigError
+
+    if args.num < 0:
+        raise ConfigError(f"--num must be >= 0, got {args.num}")
+    config = _config_from_args(args)
+    start = time.perf_counter()
+    step = max(1, args.num // 20)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            log.info("%d/%d samples (%.1f s)", done, total, time.perf_counter() - start)
+
+    out = synthesize(
+        args.out, num_samples=args.num, split=args.split, size=tuple(args.size), seed=args.seed, config=config, progress=progress
+    )
+    sys.stdout.write(f"wrote {args.num} {args.split} samples to {out} in {time.perf_counter() - start:.1f} s\n")
+    return 0
+
+
+def run_panel(args: argparse.Namespace) -> int:
+    from ..data.synthetic.panel import render_panel
+
+    path = render_panel(
+        args.out, num_samples=args.num, split=args.split, size=tuple(args.size), seed=args.seed, config=_config_from_args(args)
+    )
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+def _register_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="render synthetic scenes to disk",
+        description="Render synthetic samples (every modality) to DIR/<split>/: meta.json + <index:06d>.npz. "
+        "Re-running resumes; see docs/data/synthetic.md for the format and the knobs.",
+    )
+    p.add_argument("--out", required=True, help="output directory (DIR/<split>/meta.json + NNNNNN.npz)")
+    p.add_argument("--num", type=int, required=True, help="number of samples")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=0)
+    _add_knob_flags(p)
+    p.set_defaults(func=run_synth)
+
+
+def _register_panel(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "panel", help="write the README sample panel (PNG)", description="Render a grid of every modality of a few samples."
+    )
+    p.add_argument("--out", required=True, help="PNG path, e.g. docs/images/synthetic_panel.png")
+    p.add_argument("--num", type=int, default=3, help="rows (samples)")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=0)
+    _add_knob_flags(p)
+    p.set_defaults(func=run_panel)
+
+
+#: (name, register function) of every ``freqdense data`` sub-subcommand.
+SUBCOMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None]]] = [
+    ("synth", _register_synth),
+    ("panel", _register_panel),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="dataset utilities (synthetic scenes, panels)", description=__doc__)
+    sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    for _, register_one in SUBCOMMANDS:
+        register_one(sub)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])

@@ -1,0 +1,83 @@
+"""``freqdense predict RUN_OR_CKPT IMAGES... --out DIR``: label PNGs, overlays and depth maps for image files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="run a trained model on images; write label PNGs, overlays and depth maps",
+        description=(
+            "For each image writes <stem>_seg.png (indexed label map), <stem>_seg_overlay.png, <stem>_depth.png "
+            "(inverse-depth colour map) and <stem>_depth.npy (float32 metres) to --out, at the image's size, "
+            "plus predictions.json. See docs/export_and_predict.md."
+        ),
+    )
+    p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint directory")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or directories of png/jpg/jpeg/bmp")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps or auto (default: cpu)")
+    p.add_argument(
+        "--size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="network input size (default: the training input size stored in the checkpoint)",
+    )
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: 4)")
+    p.add_argument("--no-npy", action="store_true", help="do not write the float32 depth .npy files")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..predict import predict_images
+
+    device = resolve_device(args.device)
+    model, meta = _load_model(args.checkpoint)
+    written = predict_images(
+        model,
+        args.images,
+        args.out,
+        meta=meta,
+        size=args.size,
+        device=device,
+        batch_size=args.batch_size,
+        save_npy=not args.no_npy,
+    )
+    log.info("%d files in %s (summary: %s)", len(written), args.out, written[-1].name)
+    return 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available, then mps, else cpu; anything else is parsed by ``torch.device``."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda, cuda:N, mps or auto") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r} but CUDA is not available; use --device cpu")
+    return device
+
+
+def _load_model(path: str) -> tuple[torch.nn.Module, dict]:
+    # Imported here so `freqdense --help` works without importing the engine; tests replace this function.
+    from ..engine.checkpoint import load_model
+
+    return load_model(path, map_location="cpu")

@@ -1,0 +1,87 @@
+"""The README sample panel: every modality of a few synthetic samples side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .classes import CLASSES, IGNORE_INDEX, PALETTE
+from .config import SyntheticConfig
+
+__all__ = ["colorize_labels", "colorize_depth", "render_panel"]
+
+_COLUMNS = (
+    ("image", "RGB (t)"),
+    ("semantic", "labels"),
+    ("depth", "depth"),
+    ("sensor_depth", "sensor depth"),
+    ("image_right", "stereo right"),
+    ("image_prev", "frame t-1"),
+    ("image_next", "frame t+1"),
+)
+
+
+def colorize_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 with :data:`PALETTE`; ignore (255) is black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(PALETTE)] = PALETTE
+    lut[IGNORE_INDEX] = 0
+    return lut[labels.astype(np.int64)]
+
+
+def colorize_depth(depth: np.ndarray, max_depth: float = 8.0) -> np.ndarray:
+    """(H, W) metres -> (H, W, 3) uint8 with matplotlib's ``turbo`` (near = blue); invalid (0) is black."""
+    from matplotlib import colormaps
+
+    rgb = colormaps["turbo"](np.clip(depth / max_depth, 0.0, 1.0))[..., :3]
+    rgb[~(depth > 0)] = 0.0
+    return (rgb * 255).astype(np.uint8)
+
+
+def render_panel(
+    path: str | os.PathLike,
+    *,
+    num_samples: int = 3,
+    split: str = "val",
+    size: tuple[int, int] = (96, 128),
+    seed: int = 0,
+    config: SyntheticConfig | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Render ``num_samples`` samples (all modalities, no cache) into a PNG grid with a class legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    from .dataset import SyntheticScenes
+
+    dataset = SyntheticScenes(split=split, config=config, size=size, seed=seed, num_samples=num_samples)
+    h, w = size
+    fig = Figure(figsize=(len(_COLUMNS) * w / 60, num_samples * h / 60 + 0.9), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(num_samples, len(_COLUMNS), squeeze=False)
+    for row in range(num_samples):
+        record = dataset.record(row)
+        for col, (key, title) in enumerate(_COLUMNS):
+            ax = axes[row][col]
+            if key == "semantic":
+                img = colorize_labels(record[key])
+            elif key in ("depth", "sensor_depth"):
+                img = colorize_depth(record[key])
+            else:
+                img = record[key]
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    handles = [Patch(color=np.array(c) / 255, label=name) for name, c in zip(CLASSES, PALETTE)]
+    handles.append(Patch(color="black", label="ignore (255) / no depth"))
+    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.16, wspace=0.04, hspace=0.04)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05)
+    return path

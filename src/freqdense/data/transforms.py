@@ -1,0 +1,677 @@
+"""Joint transforms: one random draw applied to every modality of a sample, with exact camera geometry.
+
+Every transform is a callable ``Sample -> Sample`` (see :mod:`freqdense.data.sample` for the keys) that never
+mutates its input. Geometry conventions (docs/data/transforms.md has the derivations):
+
+* Pixel centres sit at integer coordinates. A resize from ``W`` to ``W'`` columns (factor ``s = W'/W``) maps
+  ``x -> (x + 0.5) * s - 0.5``; images use ``align_corners=False`` (the same map) and nearest-neighbour maps use
+  the source index ``floor((x' + 0.5) / s)`` (torch's ``nearest-exact``), so ``fx' = s fx`` and
+  ``cx' = (cx + 0.5) s - 0.5``.
+* Every pixel map ``p' = A p`` updates the intrinsics as ``K' = A K``, so the viewing ray of each pixel is unchanged.
+* A horizontal flip maps ``x -> W - 1 - x`` and mirrors the camera frames: ``K' = A K F3`` (``cx' = W - 1 - cx``),
+  every pose becomes ``F T F`` with ``F = diag(-1, 1, 1, 1)``, ``sensor_flow`` x is negated, and the signed
+  ``baseline`` is negated so that ``pose_right[0, 3] == -baseline`` keeps holding (the right view of a flipped
+  pair sits at ``-|baseline|``, i.e. to the left).
+
+Randomness comes from an explicit :class:`numpy.random.Generator`: pass ``rng=`` per call, or let the transform use
+its own generator, which is (re)built per process from ``(torch.initial_seed(), seed)``. Inside DataLoader workers
+``torch.initial_seed()`` differs per worker and per epoch and is derived from the main process seed, so
+``torch.manual_seed(s)`` makes the augmentation reproducible for a fixed ``num_workers``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, ShapeError
+from .sample import DENSE_FLOAT_KEYS, IGNORE_INDEX, IMAGE_KEYS, LABEL_KEYS, POSE_KEYS, SPATIAL_KEYS, Sample
+
+__all__ = [
+    "Transform",
+    "Compose",
+    "RandomHorizontalFlip",
+    "RandomScale",
+    "CenterZoom",
+    "RandomCrop",
+    "CenterCrop",
+    "Resize",
+    "ColorJitter",
+    "build_transforms",
+    "hflip",
+    "crop",
+    "resize",
+    "center_zoom",
+    "jitter_color",
+]
+
+log = logging.getLogger(__name__)
+
+Interpolation = Literal["bilinear", "bicubic"]
+
+#: Fill value used where a crop reaches outside the image (0 = black / invalid depth / no flow).
+_PAD_FILL: dict[str, float | int | bool] = {"semantic": IGNORE_INDEX, "depth_valid": False}
+
+#: ITU-R BT.601 luma weights (the ones torchvision and PIL use for ``convert("L")``).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Functional core: deterministic, parameters given explicitly.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _spatial_size(sample: Sample) -> tuple[int, int]:
+    """Return the common (H, W) of all spatial keys; raise ShapeError naming the keys if they disagree."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for key in SPATIAL_KEYS:
+        value = sample.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor) or value.dim() < 2:
+            raise ShapeError(f"sample[{key!r}] must be a tensor with (..., H, W) layout, got {_describe(value)}")
+        sizes[key] = (int(value.shape[-2]), int(value.shape[-1]))
+    if not sizes:
+        raise ShapeError(
+            f"sample has no spatial key to transform (expected one of {', '.join(SPATIAL_KEYS)}); "
+            f"got keys {sorted(sample)}"
+        )
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"{k}: {h}x{w}" for k, (h, w) in sizes.items())
+        raise ShapeError(f"sample modalities disagree in spatial size ({listing}); every map must be H x W")
+    size = next(iter(sizes.values()))
+    _reject_unknown_spatial(sample, size)
+    return size
+
+
+def _reject_unknown_spatial(sample: Sample, size: tuple[int, int]) -> None:
+    # An unknown H x W tensor would silently fall out of alignment, so refuse it instead of passing it through.
+    known = set(SPATIAL_KEYS) | set(POSE_KEYS) | {"intrinsics", "baseline", "meta"}
+    for key, value in sample.items():
+        if key in known or not isinstance(value, torch.Tensor) or value.dim() < 2:
+            continue
+        if tuple(value.shape[-2:]) == size:
+            raise ShapeError(
+                f"sample[{key!r}] has the spatial size {size} but is not a key the joint transforms know how to "
+                f"resample; add it to SPATIAL_KEYS in freqdense/data/sample.py or drop it before transforming"
+            )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _apply_pixel_map(sample: Sample, out: Sample, a: torch.Tensor, *, mirror: bool = False) -> None:
+    """Update intrinsics for the pixel map ``p' = a @ p`` (3x3), optionally with a mirrored camera frame."""
+    k = sample.get("intrinsics")
+    if k is None:
+        return
+    a = a.to(torch.float64)
+    k_new = a @ k.to(torch.float64)
+    if mirror:
+        k_new = k_new @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    out["intrinsics"] = k_new.to(k.dtype)
+
+
+def hflip(sample: Sample) -> Sample:
+    """Mirror a sample left-right: ``x -> W - 1 - x`` for every map, with consistent camera geometry.
+
+    ``K' = A K F3``; poses become ``F T F`` (``F = diag(-1, 1, 1, 1)``); ``sensor_flow`` x is negated; the signed
+    ``baseline`` is negated (the flipped right view sits at ``-baseline``, so ``pose_right[0, 3] == -baseline``).
+    Flipping twice returns the original sample exactly.
+
+    Examples:
+        >>> s = {"image": torch.rand(3, 4, 5), "intrinsics": torch.tensor([[2.0, 0, 1], [0, 2, 1], [0, 0, 1]])}
+        >>> float(hflip(s)["intrinsics"][0, 2])  # W - 1 - cx
+        3.0
+    """
+    _, w = _spatial_size(sample)
+    out = dict(sample)
+    for key in SPATIAL_KEYS:
+        if key in sample:
+            out[key] = torch.flip(sample[key], dims=(-1,))
+    if "sensor_flow" in sample:
+        flow = out["sensor_flow"].clone()
+        flow[0] = -flow[0]
+        out["sensor_flow"] = flow
+    a = torch.tensor([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    _apply_pixel_map(sample, out, a, mirror=True)
+    mirror4 = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+    for key in POSE_KEYS:
+        if key in sample:
+            pose = sample[key]
+            out[key] = (mirror4.to(pose.dtype) @ pose @ mirror4.to(pose.dtype)).contiguous()
+    if "baseline" in sample:
+        out["baseline"] = -sample["baseline"]
+    return out
+
+
+def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample:
+    """Crop the window ``[top, top + height) x [left, left + width)``; parts outside the image are padded.
+
+    Padding: images, depth, sensor depth and flow 0; ``semantic`` 255; ``depth_valid`` False. ``top``/``left`` may be
+    negative (padding before the image). The principal point shifts: ``cx' = cx - left``, ``cy' = cy - top``.
+
+    Examples:
+        >>> s = {"depth": torch.ones(1, 4, 4), "intrinsics": torch.eye(3)}
+        >>> out = crop(s, 1, 2, 2, 3)
+        >>> tuple(out["depth"].shape), out["intrinsics"][:2, 2].tolist()
+        ((1, 2, 3), [-2.0, -1.0])
+    """
+    if height <= 0 or width <= 0:
+        raise ShapeError(f"crop size must be positive, got height={height}, width={width}")
+    _spatial_size(sample)
+    out = dict(sample)
+    for key in SPATIAL_KEYS:
+        if key in sample:
+            out[key] = _crop_tensor(sample[key], top, left, height, width, _PAD_FILL.get(key, 0))
+    a = torch.tensor([[1.0, 0.0, -float(left)], [0.0, 1.0, -float(top)], [0.0, 0.0, 1.0]])
+    _apply_pixel_map(sample, out, a)
+    return out
+
+
+def _crop_tensor(x: torch.Tensor, top: int, left: int, h: int, w: int, fill: float | int | bool) -> torch.Tensor:
+    big_h, big_w = x.shape[-2:]
+    if top >= 0 and left >= 0 and top + h <= big_h and left + w <= big_w:
+        return x[..., top : top + h, left : left + w].clone()
+    out = x.new_full((*x.shape[:-2], h, w), fill)
+    y0, y1 = max(top, 0), min(top + h, big_h)
+    x0, x1 = max(left, 0), min(left + w, big_w)
+    if y1 > y0 and x1 > x0:
+        out[..., y0 - top : y1 - top, x0 - left : x1 - left] = x[..., y0:y1, x0:x1]
+    return out
+
+
+def _nearest_index(size_in: int, size_out: int) -> torch.Tensor:
+    # Source pixel whose centre is nearest to the output centre under x -> (x + 0.5) * s - 0.5.
+    idx = torch.floor((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out)).long()
+    return idx.clamp_(0, size_in - 1)
+
+
+def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation = "bilinear") -> Sample:
+    """Resize every map to ``size = (height, width)``; the camera rays of all pixels stay the same.
+
+    Images: ``interpolation`` with ``align_corners=False`` (antialiased when a side shrinks; clamped to [0, 1]).
+    Depth, sensor depth, semantic and depth_valid: nearest neighbour, values unchanged.
+    ``sensor_flow``: nearest neighbour, rescaled exactly (including the sub-pixel offset the nearest-neighbour pick
+    introduces, so it still describes the resampled ``sensor_depth``). Intrinsics: ``fx' = sx fx``,
+    ``cx' = (cx + 0.5) sx - 0.5`` with ``sx = W'/W`` (likewise y).
+
+    Examples:
+        >>> k = torch.tensor([[10.0, 0, 4.5], [0, 10, 2.5], [0, 0, 1]])
+        >>> out = resize({"image": torch.rand(3, 6, 10), "intrinsics": k}, (12, 20))
+        >>> out["intrinsics"][0].tolist()
+        [20.0, 0.0, 9.5]
+    """
+    out_h, out_w = _check_size(size, "size")
+    h, w = _spatial_size(sample)
+    if (out_h, out_w) == (h, w):
+        return dict(sample)
+    sy, sx = out_h / h, out_w / w
+    iy, ix = _nearest_index(h, out_h), _nearest_index(w, out_w)
+    shrink = out_h < h or out_w < w
+    out = dict(sample)
+    for key in IMAGE_KEYS:
+        if key in sample:
+            img = sample[key]
+            res = F.interpolate(
+                img[None].float(), size=(out_h, out_w), mode=interpolation, align_corners=False, antialias=shrink
+            )[0]
+            # Bicubic overshoots and the antialiasing weights can exceed 1 by rounding: keep the [0, 1] contract.
+            out[key] = res.clamp_(0.0, 1.0).to(img.dtype)
+    for key in DENSE_FLOAT_KEYS + LABEL_KEYS:
+        if key in sample:
+            out[key] = sample[key][..., iy[:, None], ix[None, :]]
+    if "sensor_flow" in sample:
+        flow = sample["sensor_flow"][..., iy[:, None], ix[None, :]].to(torch.float64)
+        xs = torch.arange(out_w, dtype=torch.float64)
+        ys = torch.arange(out_h, dtype=torch.float64)
+        fx = (ix.to(torch.float64)[None, :] + flow[0] + 0.5) * sx - 0.5 - xs[None, :]
+        fy = (iy.to(torch.float64)[:, None] + flow[1] + 0.5) * sy - 0.5 - ys[:, None]
+        out["sensor_flow"] = torch.stack([fx, fy]).to(sample["sensor_flow"].dtype)
+    a = torch.tensor([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    _apply_pixel_map(sample, out, a)
+    return out
+
+
+def center_zoom(
+    sample: Sample, scale: float, *, divide_depth: bool = True, interpolation: Interpolation = "bilinear"
+) -> Sample:
+    """Zoom by ``scale`` about the image centre keeping the size (resize, then centre crop or pad).
+
+    With ``divide_depth=True`` this is the MTL-PyTorch NYUD "ScaleNRotate" augmentation: depth (and sensor depth)
+    are divided by ``scale``, so a zoomed-in image looks ``scale`` times closer. To keep the geometry exact the scene
+    is treated as shrunk by ``1/scale`` (a similarity, invisible to a camera): intrinsics follow the zoom, and the
+    translations of all poses and the baseline are divided by ``scale`` too. With ``divide_depth=False`` it is a
+    plain zoom (depth values unchanged, poses unchanged).
+    """
+    if scale <= 0:
+        raise ShapeError(f"zoom scale must be positive, got {scale}")
+    h, w = _spatial_size(sample)
+    big_h, big_w = max(1, round(h * scale)), max(1, round(w * scale))
+    out = resize(sample, (big_h, big_w), interpolation=interpolation)
+    out = crop(out, (big_h - h) // 2, (big_w - w) // 2, h, w)
+    if divide_depth:
+        for key in DENSE_FLOAT_KEYS:
+            if key in out:
+                out[key] = out[key] / scale
+        for key in POSE_KEYS:
+            if key in out:
+                pose = out[key].clone()
+                pose[:3, 3] = pose[:3, 3] / scale
+                out[key] = pose
+        if "baseline" in out:
+            out["baseline"] = out["baseline"] / scale
+    return out
+
+
+def _shift_hue(img: torch.Tensor, shift: float) -> torch.Tensor:
+    """Rotate the HSV hue of RGB ``img`` (..., 3, H, W) by ``shift`` turns; saturation and value are kept.
+
+    HSV round trip without divisions by V: with ``V = max``, ``V S = max - min`` and the closed-form inverse
+    ``c_n = V - V S clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 H) mod 6``, ``n = 5, 3, 1`` for R, G, B.
+    """
+    r, g, b = img.unbind(-3)
+    maxc, argmax = img.max(dim=-3)
+    minc = img.amin(dim=-3)
+    chroma = maxc - minc
+    # 6 H * chroma per max channel (ties give the same hue whichever channel is picked).
+    num = torch.where(argmax == 0, g - b, torch.where(argmax == 1, b - r + 2.0 * chroma, r - g + 4.0 * chroma))
+    hue6 = num / torch.where(chroma > 0, chroma, torch.ones_like(chroma)) + 6.0 * shift
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=img.dtype).view(3, 1, 1)
+    k = torch.remainder(n + hue6.unsqueeze(-3), 6.0)
+    ramp = torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
+    return maxc.unsqueeze(-3) - chroma.unsqueeze(-3) * ramp
+
+
+def _grayscale(img: torch.Tensor) -> torch.Tensor:
+    r, g, b = img.unbind(-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+
+
+def jitter_color(
+    sample: Sample,
+    *,
+    brightness: float = 1.0,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    hue: float = 0.0,
+    order: Sequence[int] = (0, 1, 2, 3),
+) -> Sample:
+    """Apply the same photometric change to every RGB view (image, image_right, image_prev, image_next).
+
+    Factors follow torchvision's ``ColorJitter`` semantics: brightness multiplies; contrast blends with the mean
+    grey level of each image; saturation blends with the grey image (BT.601 luma); hue shifts H in HSV by ``hue``
+    turns (in [-0.5, 0.5]). ``order`` is the permutation of (brightness, contrast, saturation, hue). Results are
+    clamped to [0, 1] after each step. Geometry keys are untouched.
+
+    Examples:
+        >>> red = torch.zeros(3, 1, 1); red[0] = 1
+        >>> jitter_color({"image": red}, hue=1 / 3)["image"].flatten().round(decimals=4).tolist()
+        [0.0, 1.0, 0.0]
+    """
+    keys = [k for k in IMAGE_KEYS if k in sample]
+    out = dict(sample)
+    if not keys:
+        return out
+    img = torch.stack([sample[k].float() for k in keys])  # all views at once: (V, 3, H, W)
+    for op in order:
+        if op == 0 and brightness != 1.0:
+            img = (img * brightness).clamp_(0.0, 1.0)
+        elif op == 1 and contrast != 1.0:
+            mean = _grayscale(img).mean(dim=(-3, -2, -1), keepdim=True)
+            img = (contrast * img + (1.0 - contrast) * mean).clamp_(0.0, 1.0)
+        elif op == 2 and saturation != 1.0:
+            img = (saturation * img + (1.0 - saturation) * _grayscale(img)).clamp_(0.0, 1.0)
+        elif op == 3 and hue != 0.0:
+            img = _shift_hue(img, hue).clamp_(0.0, 1.0)
+    for i, key in enumerate(keys):
+        out[key] = img[i].to(sample[key].dtype)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Transform objects: draw parameters, call the functional core.
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Transform:
+    """Base class: ``transform(sample, rng=None) -> sample``. Deterministic transforms ignore ``rng``."""
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class _RandomTransform(Transform):
+    """A transform with its own per-process generator, used when no ``rng`` is passed."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+        self._gen: np.random.Generator | None = None
+        self._gen_key: tuple[int, int] | None = None
+
+    def _rng(self, rng: np.random.Generator | None) -> np.random.Generator:
+        if rng is not None:
+            return rng
+        # Rebuilt whenever the process or torch's seed changes: each DataLoader worker (and each epoch with
+        # non-persistent workers) gets its own stream, all derived from the main process torch seed.
+        key = (os.getpid(), torch.initial_seed())
+        if self._gen is None or self._gen_key != key:
+            salt = zlib.crc32(type(self).__name__.encode()) if self.seed is None else int(self.seed)
+            self._gen = np.random.default_rng([torch.initial_seed(), salt])
+            self._gen_key = key
+        return self._gen
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_gen"], state["_gen_key"] = None, None  # never ship one stream to several workers
+        return state
+
+
+class Compose(_RandomTransform):
+    """Apply transforms in order with one shared generator (one random stream per sample pipeline).
+
+    Args:
+        transforms: :class:`Transform` objects, or plain ``Sample -> Sample`` callables (called without ``rng``).
+        seed: salt for the pipeline's own generator (see the module docstring); ignored when ``rng`` is passed.
+    """
+
+    def __init__(self, transforms: Sequence[Callable[..., Sample]], *, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        gen = self._rng(rng)
+        for t in self.transforms:
+            sample = t(sample, gen) if isinstance(t, Transform) else t(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n  {inner}\n])" if self.transforms else "Compose([])"
+
+
+class RandomHorizontalFlip(_RandomTransform):
+    """Flip with probability ``p`` (see :func:`hflip` for the geometry)."""
+
+    def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
+        super().__init__(seed)
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"RandomHorizontalFlip p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return hflip(sample) if self._rng(rng).random() < self.p else sample
+
+
+class RandomScale(_RandomTransform):
+    """Resize by a random factor: a choice from ``scales`` or uniform in ``scale_range=(min, max)`` (which wins).
+
+    The output size is ``round(H s) x round(W s)``; intrinsics use the realised factors, depth values are unchanged
+    (a pure resize does not move the camera). See :func:`resize`.
+    """
+
+    def __init__(
+        self,
+        scales: Sequence[float] | None = (1.0, 1.2, 1.5),
+        *,
+        scale_range: Sequence[float] | None = None,
+        interpolation: Interpolation = "bilinear",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        self.scale_range = None if scale_range is None else _check_range(scale_range, "RandomScale scale_range")
+        # A range, when given, wins over the discrete default.
+        self.scales = None if scales is None or scale_range is not None else _check_scales(scales, "RandomScale scales")
+        if self.scales is None and self.scale_range is None:
+            raise ConfigError("RandomScale needs scales=[...] (discrete choice) or scale_range=(min, max)")
+        self.interpolation = interpolation
+
+    def _draw(self, gen: np.random.Generator) -> float:
+        if self.scale_range is not None:
+            return float(gen.uniform(*self.scale_range))
+        return float(self.scales[int(gen.integers(len(self.scales)))])  # type: ignore[index]
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        s = self._draw(self._rng(rng))
+        h, w = _spatial_size(sample)
+        return resize(sample, (max(1, round(h * s)), max(1, round(w * s))), interpolation=self.interpolation)
+
+
+class CenterZoom(_RandomTransform):
+    """MTL-PyTorch NYUD "ScaleNRotate" (rotation 0): zoom about the centre by a random choice of ``scales``.
+
+    Keeps the size; with ``divide_depth=True`` depth is divided by the scale (see :func:`center_zoom`).
+    """
+
+    def __init__(
+        self,
+        scales: Sequence[float] = (1.0, 1.2, 1.5),
+        divide_depth: bool = True,
+        *,
+        interpolation: Interpolation = "bilinear",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        self.scales = _check_scales(scales, "CenterZoom scales")
+        self.divide_depth = bool(divide_depth)
+        self.interpolation = interpolation
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        s = float(self.scales[int(self._rng(rng).integers(len(self.scales)))])
+        if s == 1.0:
+            return sample
+        return center_zoom(sample, s, divide_depth=self.divide_depth, interpolation=self.interpolation)
+
+
+class RandomCrop(_RandomTransform):
+    """Crop ``size = (height, width)`` at a uniformly random position.
+
+    If the sample is smaller than the crop along a side, the image is placed at a random offset inside a padded
+    canvas (``pad_if_needed=True``) or a ShapeError is raised.
+    """
+
+    def __init__(self, size: Sequence[int], pad_if_needed: bool = True, *, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.size = _check_size(size, "RandomCrop size")
+        self.pad_if_needed = bool(pad_if_needed)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        gen = self._rng(rng)
+        h, w = _spatial_size(sample)
+        ch, cw = self.size
+        if not self.pad_if_needed and (h < ch or w < cw):
+            raise ShapeError(
+                f"RandomCrop size {ch}x{cw} is larger than the sample ({h}x{w}); "
+                f"set pad_if_needed=True or scale the sample up first"
+            )
+        top = int(gen.integers(min(0, h - ch), max(0, h - ch) + 1))
+        left = int(gen.integers(min(0, w - cw), max(0, w - cw) + 1))
+        return crop(sample, top, left, ch, cw)
+
+
+class CenterCrop(Transform):
+    """Crop ``size = (height, width)`` from the centre (padding symmetrically if the sample is smaller)."""
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = _check_size(size, "CenterCrop size")
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        h, w = _spatial_size(sample)
+        ch, cw = self.size
+        return crop(sample, (h - ch) // 2, (w - cw) // 2, ch, cw)
+
+
+class Resize(Transform):
+    """Resize to a fixed ``size = (height, width)`` (see :func:`resize`)."""
+
+    def __init__(self, size: Sequence[int], *, interpolation: Interpolation = "bilinear") -> None:
+        self.size = _check_size(size, "Resize size")
+        self.interpolation = interpolation
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return resize(sample, self.size, interpolation=self.interpolation)
+
+
+class ColorJitter(_RandomTransform):
+    """Random brightness/contrast/saturation/hue, the same draw for all RGB views of a sample.
+
+    Factors are uniform in ``[1 - x, 1 + x]`` (hue in ``[-hue, hue]`` turns) and the four steps run in a random
+    order, as in torchvision. Monodepth2 uses brightness=contrast=saturation=0.2, hue=0.1, p=0.5. Applied with
+    probability ``p``.
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        hue: float = 0.0,
+        *,
+        p: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"ColorJitter {name} must be in [0, 1] (factor range [1 - x, 1 + x]), got {value}")
+        if not 0.0 <= hue <= 0.5:
+            raise ConfigError(f"ColorJitter hue must be in [0, 0.5] turns, got {hue}")
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"ColorJitter p must be in [0, 1], got {p}")
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        gen = self._rng(rng)
+        # Draw everything unconditionally so the stream consumed per sample does not depend on p.
+        apply = gen.random() < self.p
+        b, c, s = (float(gen.uniform(1.0 - x, 1.0 + x)) for x in (self.brightness, self.contrast, self.saturation))
+        h = float(gen.uniform(-self.hue, self.hue))
+        order = tuple(int(i) for i in gen.permutation(4))
+        if not apply:
+            return sample
+        return jitter_color(sample, brightness=b, contrast=c, saturation=s, hue=h, order=order)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Config boundary.
+# --------------------------------------------------------------------------------------------------------------
+
+_CONFIG_KEYS = ("resize", "hflip", "zoom", "scale", "scale_choices", "crop", "color_jitter", "seed")
+
+
+def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
+    """Build a pipeline from a small config dict (the ``data.transforms`` section of an experiment).
+
+    Keys (all optional), applied in this order:
+
+    * ``resize: [h, w]`` - fixed resize (train and eval);
+    * ``hflip: true | p`` - random horizontal flip (p = 0.5 for ``true``);
+    * ``zoom: [s1, s2, ...]`` or ``{scales: [...], divide_depth: bool}`` - :class:`CenterZoom` (NYUD MTL);
+    * ``scale: [min, max]`` - :class:`RandomScale` with a uniform range;
+    * ``scale_choices: [s1, s2, ...]`` - :class:`RandomScale` with a discrete choice;
+    * ``crop: [h, w]`` - :class:`RandomCrop` with padding;
+    * ``color_jitter: x`` (brightness = contrast = saturation = x) or a dict of :class:`ColorJitter` kwargs;
+    * ``seed: int`` - salt of the pipeline's generator.
+
+    With ``train=False`` only ``resize`` is applied (evaluation sees whole, un-augmented images).
+
+    Raises:
+        ConfigError: unknown key (with close matches) or a malformed value (naming the key).
+
+    Examples:
+        >>> [type(t).__name__ for t in build_transforms({"hflip": True, "crop": [96, 128]}, train=True).transforms]
+        ['RandomHorizontalFlip', 'RandomCrop']
+    """
+    cfg = dict(cfg or {})
+    for key in cfg:
+        if key not in _CONFIG_KEYS:
+            close = difflib.get_close_matches(key, _CONFIG_KEYS, n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"unknown transform key {key!r}.{hint} Valid keys: {', '.join(_CONFIG_KEYS)}.")
+    seed = cfg.get("seed")
+    if seed is not None and not isinstance(seed, int):
+        raise ConfigError(f"transform key 'seed' must be an int, got {seed!r}")
+    steps: list[Transform] = []
+    if cfg.get("resize") is not None:
+        steps.append(Resize(_check_size(cfg["resize"], "transform key 'resize'")))
+    if not train:
+        return Compose(steps, seed=seed)
+    flip = cfg.get("hflip")
+    if flip is not None and flip is not False:
+        p = 0.5 if flip is True else flip
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+            raise ConfigError(f"transform key 'hflip' must be true/false or a probability in [0, 1], got {flip!r}")
+        steps.append(RandomHorizontalFlip(float(p)))
+    zoom = cfg.get("zoom")
+    if zoom is not None:
+        if isinstance(zoom, dict):
+            from .._registry import check_kwargs
+
+            check_kwargs(CenterZoom, zoom, what="transform key 'zoom'")
+            steps.append(CenterZoom(**zoom))
+        else:
+            steps.append(CenterZoom(_check_scales(zoom, "transform key 'zoom'")))
+    if cfg.get("scale") is not None:
+        steps.append(RandomScale(None, scale_range=_check_range(cfg["scale"], "transform key 'scale'")))
+    if cfg.get("scale_choices") is not None:
+        steps.append(RandomScale(_check_scales(cfg["scale_choices"], "transform key 'scale_choices'")))
+    if cfg.get("crop") is not None:
+        steps.append(RandomCrop(_check_size(cfg["crop"], "transform key 'crop'")))
+    jitter = cfg.get("color_jitter")
+    if jitter is not None and jitter is not False and jitter != 0:
+        if isinstance(jitter, dict):
+            from .._registry import check_kwargs
+
+            check_kwargs(ColorJitter, jitter, what="transform key 'color_jitter'")
+            steps.append(ColorJitter(**jitter))
+        elif isinstance(jitter, (int, float)) and not isinstance(jitter, bool):
+            steps.append(ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
+        else:
+            raise ConfigError(
+                f"transform key 'color_jitter' must be a number (brightness = contrast = saturation) or a dict of "
+                f"ColorJitter arguments, got {jitter!r}"
+            )
+    return Compose(steps, seed=seed)
+
+
+def _check_size(size: object, what: str) -> tuple[int, int]:
+    ok = (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)
+    )
+    if not ok:
+        raise ConfigError(f"{what} must be [height, width] with positive integers, got {size!r}")
+    return int(size[0]), int(size[1])  # type: ignore[index]
+
+
+def _check_scales(scales: object, what: str) -> tuple[float, ...]:
+    if (
+        not isinstance(scales, (list, tuple))
+        or not scales
+        or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales)
+    ):
+        raise ConfigError(f"{what} must be a non-empty list of positive numbers, got {scales!r}")
+    return tuple(float(s) for s in scales)
+
+
+def _check_range(bounds: object, what: str) -> tuple[float, float]:
+    vals = _check_scales(bounds, what)
+    if len(vals) != 2 or vals[0] > vals[1]:
+        raise ConfigError(f"{what} must be [min, max] with 0 < min <= max, got {bounds!r}")
+    return vals[0], vals[1]

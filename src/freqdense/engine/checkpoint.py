@@ -1,0 +1,263 @@
+"""Checkpoints: ``model.safetensors`` + ``meta.json`` (+ ``train_state.pt`` for resuming), written atomically.
+
+Layout of a run directory::
+
+    checkpoints/step_00000200/{model.safetensors, meta.json, train_state.pt}
+    checkpoints/latest.json   {"dir": "step_00000200", "step": 200}
+    checkpoints/best.json     {"dir": "...", "step": ..., "metric": "semantic/miou", "value": ...}
+
+A checkpoint directory is filled under a temporary name and renamed into place, and the pointer files are replaced
+with ``os.replace``, so a kill at any moment leaves the previous checkpoint intact and the pointers valid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "save_checkpoint",
+    "latest_checkpoint",
+    "best_checkpoint",
+    "resolve_checkpoint",
+    "read_meta",
+    "load_train_state",
+    "load_weights",
+    "load_model",
+    "write_json_atomic",
+    "json_safe",
+]
+
+MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "meta.json", "train_state.pt"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same directory, fsync, then ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(json_safe(data), f, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf -> None so the files stay strict JSON (per-class IoU of an absent class is NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _numpy_state_to_torch(state: dict[str, Any]) -> dict[str, Any]:
+    # numpy's RNG state holds an ndarray, which torch.load(weights_only=True) refuses: store it as a tensor.
+    out = dict(state)
+    if "numpy" in out:
+        name, keys, pos, has_gauss, gauss = out["numpy"]
+        out["numpy"] = (
+            name,
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(gauss),
+        )
+    return out
+
+
+def _numpy_state_from_torch(state: dict[str, Any]) -> dict[str, Any]:
+    out = dict(state)
+    if "numpy" in out:
+        name, keys, pos, has_gauss, gauss = out["numpy"]
+        out["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+    return out
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    *,
+    meta: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+    keep: int = 1,
+    best: dict[str, Any] | None = None,
+) -> Path:
+    """Write a complete checkpoint for ``step`` and move the ``latest`` (and, if given, ``best``) pointers to it.
+
+    Args:
+        best: ``{"metric": name, "value": v}`` if this checkpoint is the new best model.
+        keep: how many recent checkpoints to keep besides the best one.
+    """
+    ckpt_root = Path(run_dir) / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:08d}"
+    final = ckpt_root / name
+    tmp = ckpt_root / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state_dict, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+    with open(tmp / META_FILE, "w") as f:
+        json.dump(json_safe({**meta, "step": step}), f, indent=2, default=_json_default, allow_nan=False)
+    if train_state is not None:
+        state = dict(train_state)
+        if "rng" in state:
+            state["rng"] = _numpy_state_to_torch(state["rng"])
+        torch.save(state, tmp / STATE_FILE)
+    for file in tmp.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+    if final.exists():  # the same step saved again after a resume: swap it out, never leave it missing
+        old = ckpt_root / f".old-{name}-{os.getpid()}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, final)
+    write_json_atomic(ckpt_root / "latest.json", {"dir": name, "step": step})
+    if best is not None:
+        write_json_atomic(ckpt_root / "best.json", {"dir": name, "step": step, **best})
+    _prune(ckpt_root, keep)
+    return final
+
+
+def _pointer(ckpt_root: Path, which: str) -> Path | None:
+    pointer = ckpt_root / f"{which}.json"
+    if not pointer.is_file():
+        return None
+    try:
+        target = ckpt_root / json.loads(pointer.read_text())["dir"]
+    except (json.JSONDecodeError, KeyError) as err:
+        log.warning("ignoring unreadable %s: %s", pointer, err)
+        return None
+    return target if (target / META_FILE).is_file() else None
+
+
+def _prune(ckpt_root: Path, keep: int) -> None:
+    protected = {p for p in (_pointer(ckpt_root, "latest"), _pointer(ckpt_root, "best")) if p is not None}
+    steps = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
+    recent = set(steps[-max(keep, 1) :])
+    for path in steps:
+        if path not in protected and path not in recent:
+            shutil.rmtree(path, ignore_errors=True)
+    for leftover in ckpt_root.glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run (pointer first, else the highest complete ``step_*``)."""
+    ckpt_root = Path(run_dir) / "checkpoints"
+    if not ckpt_root.is_dir():
+        return None
+    found = _pointer(ckpt_root, "latest")
+    if found is not None:
+        return found
+    complete = sorted(p for p in ckpt_root.glob("step_*") if (p / META_FILE).is_file() and (p / MODEL_FILE).is_file())
+    return complete[-1] if complete else None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    ckpt_root = Path(run_dir) / "checkpoints"
+    return _pointer(ckpt_root, "best") if ckpt_root.is_dir() else None
+
+
+def resolve_checkpoint(path: str | Path, *, prefer: str = "best") -> Path:
+    """A checkpoint directory from a run directory (best, else latest), a checkpoint directory or its weights file."""
+    path = Path(path)
+    if path.is_file() and path.name == MODEL_FILE:
+        path = path.parent
+    if (path / MODEL_FILE).is_file() and (path / META_FILE).is_file():
+        return path
+    if path.is_dir():
+        found = (best_checkpoint(path) if prefer == "best" else None) or latest_checkpoint(path)
+        if found is not None:
+            return found
+    raise CheckpointError(
+        f"no checkpoint at {path}: expected a run directory with checkpoints/ or a directory holding "
+        f"{MODEL_FILE} and {META_FILE} (train one with `freqdense train CONFIG --out DIR`)"
+    )
+
+
+def read_meta(ckpt_dir: Path) -> dict[str, Any]:
+    path = Path(ckpt_dir) / META_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable checkpoint metadata ({err})") from err
+
+
+def load_weights(model: nn.Module, ckpt_dir: Path, *, strict: bool = True) -> None:
+    path = Path(ckpt_dir) / MODEL_FILE
+    try:
+        state = safetensors.torch.load_file(str(path))
+    except Exception as err:  # safetensors raises several types for truncated/corrupt files
+        raise CheckpointError(f"{path}: cannot read weights ({err}); the file is missing or corrupt") from err
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing keys {result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys {result.unexpected_keys[:5]}")
+    if problems and strict:
+        raise CheckpointError(f"{path} does not match the model: {'; '.join(problems)}")
+
+
+def load_train_state(ckpt_dir: Path) -> dict[str, Any]:
+    path = Path(ckpt_dir) / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot read training state ({err}); delete the checkpoint to restart") from err
+    if "rng" in state:
+        state["rng"] = _numpy_state_from_torch(state["rng"])
+    return state
+
+
+def load_model(
+    path: str | Path, *, map_location: str | torch.device = "cpu", prefer: str = "best"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from a run or checkpoint directory; returns ``(model in eval mode, metadata)``."""
+    from ..models import create_model
+
+    ckpt = resolve_checkpoint(path, prefer=prefer)
+    meta = read_meta(ckpt)
+    try:
+        model_cfg = dict(meta["config"]["model"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{ckpt / META_FILE}: no config.model entry; not a freqdense checkpoint") from err
+    name = model_cfg.pop("name")
+    model_cfg.pop("pretrained", None)  # never re-read ImageNet weights: the checkpoint has all weights
+    model = create_model(name, **model_cfg)
+    load_weights(model, ckpt)
+    model.to(map_location).eval()
+    meta["checkpoint_dir"] = str(ckpt)
+    return model, meta

@@ -1,0 +1,161 @@
+"""Datasets and loaders for the engine: per-sample seeded transforms, validation, resumable sharded sampling."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from ..config.schema import DataConfig
+from ..data import create_dataset
+from ..data.sample import Sample
+from .distributed import DistInfo
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PreparedDataset", "ResumableSampler", "ShardSampler", "build_dataset", "train_loader", "eval_loader"]
+
+
+def _accepts_rng(transform: Callable) -> bool:
+    try:
+        return "rng" in inspect.signature(transform).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class PreparedDataset(Dataset):
+    """Wraps a dataset: applies the joint transform with an RNG seeded by ``(seed, epoch, index)`` and validates.
+
+    Seeding per sample (not per worker) makes augmentation independent of the number of workers and lets a resumed
+    run draw exactly what the uninterrupted run drew.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        transform: Callable | None = None,
+        *,
+        seed: int = 0,
+        validate: bool = False,
+        num_classes: int | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self.validate = validate
+        self.num_classes = num_classes
+        self._pass_rng = transform is not None and _accepts_rng(transform)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:  # expose classes, palette, num_classes, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.dataset[index]
+        if self.transform is not None:
+            if self._pass_rng:
+                sample = self.transform(sample, rng=np.random.default_rng([self.seed, self.epoch, index]))
+            else:
+                sample = self.transform(sample)
+        if self.validate:
+            from ..data.validate import validate_sample
+
+            source = f"{type(self.dataset).__name__}[{index}]"
+            validate_sample(sample, num_classes=self.num_classes, source=source)
+        return sample
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (shuffle, drop_last) that can start an epoch part-way, for exact resume."""
+
+    def __init__(self, dataset: Dataset, info: DistInfo, *, seed: int) -> None:
+        super().__init__(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        self.start = start
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        return iter(indices[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation sharding without padding: rank r takes indices r, r + W, ...; every sample is seen exactly once."""
+
+    def __init__(self, length: int, info: DistInfo) -> None:
+        self.indices = list(range(info.rank, length, info.world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def build_dataset(cfg: DataConfig, split: str, *, train: bool, seed: int = 0) -> PreparedDataset:
+    from ..data.transforms import build_transforms
+
+    args = {**cfg.args, **(cfg.train_args if train else cfg.val_args)}
+    dataset = create_dataset(cfg.dataset, split=split, **args)
+    transform = build_transforms(cfg.train_transforms if train else cfg.val_transforms, train=train)
+    return PreparedDataset(
+        dataset,
+        transform,
+        seed=seed,
+        validate=cfg.validate and train,
+        num_classes=getattr(dataset, "num_classes", None),
+    )
+
+
+def _loader_generator(seed: int) -> torch.Generator:
+    # A private generator: creating a DataLoader iterator must not consume the global torch RNG (resume exactness).
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def train_loader(dataset: PreparedDataset, cfg: DataConfig, info: DistInfo, *, seed: int) -> DataLoader:
+    if len(dataset) < cfg.batch_size * info.world_size:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"data: the training split has {len(dataset)} samples, fewer than one batch "
+            f"(batch_size {cfg.batch_size} x {info.world_size} process(es)); lower data.batch_size or add samples"
+        )
+    sampler = ResumableSampler(dataset, info, seed=seed)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=True,
+        generator=_loader_generator(seed),
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset: Dataset, cfg: DataConfig, info: DistInfo) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=cfg.val_batch_size,
+        sampler=ShardSampler(len(dataset), info),
+        num_workers=cfg.num_workers,
+        generator=_loader_generator(0),
+    )

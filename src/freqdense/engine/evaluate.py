@@ -1,0 +1,95 @@
+"""Evaluation loop: metrics over a loader, reduced across ranks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..tasks import Task
+from .distributed import DistInfo
+
+log = logging.getLogger(__name__)
+
+__all__ = ["evaluate", "evaluate_checkpoint", "to_device", "autocast_context", "show_progress"]
+
+
+def show_progress(info: DistInfo | None = None) -> bool:
+    """Progress bars only on the main rank and when attached to a terminal (quiet in CI logs)."""
+    return (info is None or info.is_main) and sys.stderr.isatty()
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list):
+        return [to_device(v, device) for v in batch]
+    return batch
+
+
+def autocast_context(amp: str, device: torch.device):
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    info: DistInfo | None = None,
+    max_batches: int | None = None,
+    amp: str = "off",
+) -> dict[str, float]:
+    """Run ``task.evaluation_step`` over ``loader`` and return the flat metrics (``<task>/<metric>``)."""
+    was_training = model.training
+    model.eval()
+    metrics = task.make_metrics()
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    for i, batch in enumerate(tqdm(loader, total=total, desc="eval", leave=False, disable=not show_progress(info))):
+        if max_batches is not None and i >= max_batches:
+            break
+        with autocast_context(amp, device):
+            task.evaluation_step(model, to_device(batch, device), metrics)
+    metrics.all_reduce()
+    model.train(was_training)
+    return metrics.compute()
+
+
+def evaluate_checkpoint(
+    path, *, split: str | None = None, overrides: list[str] | None = None, prefer: str = "best", device: str = "auto"
+) -> dict[str, Any]:
+    """Evaluate a trained model on a split of the dataset its config names (overrides apply to that config)."""
+    from ..config import build_config, parse_overrides
+    from ..config.load import merge_dicts
+    from ..tasks import build_task
+    from .checkpoint import load_model
+    from .data import build_dataset
+    from .train import resolve_device
+
+    dev = resolve_device(device)
+    model, meta = load_model(path, map_location=dev, prefer=prefer)
+    raw = meta["config"]
+    if overrides:
+        raw = merge_dicts(raw, parse_overrides(overrides))
+    cfg = build_config(raw, source=f"{meta['checkpoint_dir']}/meta.json")
+    split = split or cfg.data.val_split
+    dataset = build_dataset(cfg.data, split, train=False)
+    task = build_task(
+        cfg.task, num_classes=getattr(dataset, "num_classes", None), class_names=getattr(dataset, "classes", None)
+    )
+    loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
+    metrics = evaluate(model, task, loader, device=dev, amp=cfg.train.amp)
+    return {"checkpoint": meta["checkpoint_dir"], "step": meta.get("step"), "split": split, "metrics": metrics}

@@ -1,0 +1,120 @@
+"""Run logging: JSONL and CSV always, TensorBoard when installed. Only the main rank writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import json_safe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RunLogger", "read_jsonl"]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: drop it
+                log.warning("%s: dropping a truncated log line", path)
+    return rows
+
+
+class RunLogger:
+    """Writes ``log.jsonl`` (every row, with ``kind``), ``train.csv`` and ``eval.csv``.
+
+    On resume from step ``s`` call :meth:`truncate` so rows written after the checkpoint (by the killed run) are
+    dropped and the resumed curve continues seamlessly.
+    """
+
+    def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._tb = None
+        self._tb_wanted = tensorboard
+        self._csv_columns: dict[str, list[str]] = {}
+
+    def _tensorboard(self, purge_step: int | None = None):
+        if self._tb is None and self._tb_wanted and self.enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional extra: pip install 'freqdense[tensorboard]'
+                self._tb_wanted = False
+                return None
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        return self._tb
+
+    def truncate(self, step: int) -> None:
+        """Drop rows logged after ``step`` (from a run killed after its last checkpoint)."""
+        if not self.enabled:
+            return
+        rows = [r for r in read_jsonl(self.run_dir / "log.jsonl") if r.get("step", 0) <= step]
+        self._rewrite(rows)
+        self._tensorboard(purge_step=step + 1)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        self._csv_columns.clear()
+        for kind in ("train", "eval"):
+            (self.run_dir / f"{kind}.csv").unlink(missing_ok=True)
+            kind_rows = [r for r in rows if r.get("kind") == kind]
+            for row in kind_rows:
+                self._write_csv(kind, row)
+
+    def _write_csv(self, kind: str, row: dict[str, Any]) -> None:
+        path = self.run_dir / f"{kind}.csv"
+        values = {k: v for k, v in row.items() if k != "kind"}
+        columns = self._csv_columns.get(kind)
+        if columns is None and path.is_file():
+            with open(path, newline="") as f:
+                columns = next(csv.reader(f), None)
+        if columns is None or not set(values) <= set(columns):
+            # new columns appear (first row, or a metric added later): rewrite the file with the union header
+            old_rows = []
+            if path.is_file():
+                with open(path, newline="") as f:
+                    old_rows = list(csv.DictReader(f))
+            columns = list(dict.fromkeys([*(columns or []), *values]))
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(old_rows)
+        self._csv_columns[kind] = columns
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=columns).writerow(values)
+
+    def log(self, kind: str, step: int, values: dict[str, float]) -> None:
+        """Append one row (``kind`` is ``train`` or ``eval``)."""
+        if not self.enabled:
+            return
+        row = {"kind": kind, "step": step}
+        row.update(
+            {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in values.items()}
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(json_safe(row), allow_nan=False) + "\n")
+        self._write_csv(kind, row)
+        tb = self._tensorboard()
+        if tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

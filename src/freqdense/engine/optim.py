@@ -1,0 +1,60 @@
+"""Optimizers and learning-rate schedules (warm-up + constant / poly / cosine / step), per optimisation step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config.schema import OptimConfig, ScheduleConfig
+
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW; no weight decay on norm weights and biases; optional backbone lr multiplier."""
+    backbone = getattr(model, "backbone", None)
+    backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        key = (id(p) in backbone_ids, p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    param_groups = []
+    for (in_backbone, no_decay), params in sorted(groups.items()):
+        lr = cfg.lr * (cfg.backbone_lr_mult if in_backbone else 1.0)
+        param_groups.append({"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else cfg.weight_decay})
+    if cfg.name == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.name == "adam":
+        return torch.optim.Adam(param_groups, lr=cfg.lr, betas=cfg.betas)
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def lr_factor(step: int, cfg: ScheduleConfig) -> float:
+    """Multiplier of the base learning rate before optimisation step ``step`` (0-based)."""
+    total = max(cfg.total_steps, 1)
+    if step < cfg.warmup_steps:
+        alpha = step / max(cfg.warmup_steps, 1)
+        warm = cfg.warmup_factor * (1 - alpha) + alpha
+    else:
+        warm = 1.0
+    progress = min(step, total) / total
+    if cfg.name == "constant":
+        decay = 1.0
+    elif cfg.name == "poly":
+        decay = (1 - progress) ** cfg.power
+    elif cfg.name == "cosine":
+        decay = 0.5 * (1 + math.cos(math.pi * progress))
+    elif cfg.name == "step":
+        decay = cfg.gamma ** (step // max(cfg.step_size, 1))
+    else:  # pragma: no cover - the schema restricts names
+        raise ValueError(cfg.name)
+    decay = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay
+    return warm * decay
+
+
+def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))

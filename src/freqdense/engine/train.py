@@ -1,0 +1,228 @@
+"""The training loop. Short on purpose: everything task-specific lives in ``freqdense.tasks``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import ExperimentConfig, config_to_dict
+from ..errors import FreqdenseError
+from ..models import create_model
+from ..tasks import build_task
+from .checkpoint import latest_checkpoint, load_train_state, load_weights, save_checkpoint, write_json_atomic
+from .data import build_dataset, eval_loader, train_loader
+from .distributed import init_distributed, wrap_model
+from .evaluate import autocast_context, evaluate, show_progress, to_device
+from .logger import RunLogger
+from .optim import build_optimizer, build_scheduler
+from .seed import rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train", "resolve_device", "git_revision", "model_meta"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FreqdenseError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def git_revision() -> str:
+    """The git commit of the freqdense source tree (``+dirty`` if modified), or ``unknown``."""
+    src = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=src, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def model_meta(cfg: ExperimentConfig, dataset: Any, model: torch.nn.Module, tasks: tuple[str, ...]) -> dict[str, Any]:
+    """What inference needs besides the weights: classes, palette, normalisation, units, the config."""
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    size = getattr(dataset, "size", None)
+    return {
+        "freqdense_version": __version__,
+        "git_revision": git_revision(),
+        "config": config_to_dict(cfg),
+        "tasks": list(tasks),
+        "classes": list(getattr(dataset, "classes", []) or []),
+        "palette": [list(map(int, c)) for c in (getattr(dataset, "palette", []) or [])],
+        "normalization": {
+            "mean": mean.flatten().tolist() if mean is not None else None,
+            "std": std.flatten().tolist() if std is not None else None,
+            "input": "RGB in [0, 1]; the model normalises internally",
+        },
+        "depth_unit": "m",
+        "input_size": list(size) if size is not None else None,
+    }
+
+
+def _write_run_info(run_dir: Path, cfg: ExperimentConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_json_atomic(
+        run_dir / "run.json",
+        {
+            "freqdense_version": __version__,
+            "git_revision": git_revision(),
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+            "argv": sys.argv,
+        },
+    )
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` in ``run_dir``; resumes from its latest checkpoint when there is one.
+
+    Returns the final metrics (also written to ``run_dir/metrics.json``).
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.train.device)
+    info = init_distributed(device)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
+    if info.is_main:
+        _write_run_info(run_dir, cfg)
+
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, seed=cfg.train.seed)
+    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    task = build_task(
+        cfg.task, num_classes=getattr(train_set, "num_classes", None), class_names=getattr(train_set, "classes", None)
+    )
+    model = create_model(cfg.model.name, **cfg.model.kwargs).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optim, model)
+    scheduler = build_scheduler(cfg.schedule, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
+    logger = RunLogger(run_dir, enabled=info.is_main)
+    meta = model_meta(cfg, train_set, model, task.keys)
+
+    step, best = 0, None
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        state = load_train_state(ckpt)
+        load_weights(model, ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        step, best = int(state["step"]), state.get("best")
+        logger.truncate(step)
+        log.info("resumed from %s at step %d", ckpt, step)
+
+    net = wrap_model(model, info, device)
+    loader = train_loader(train_set, cfg.data, info, seed=cfg.train.seed)
+    val = eval_loader(val_set, cfg.data, info)
+    steps_per_epoch = len(loader)
+    total = cfg.schedule.total_steps
+
+    def checkpoint(metrics: dict[str, float] | None) -> None:
+        nonlocal best
+        is_best = None
+        if metrics is not None:
+            value = metrics.get(cfg.eval.metric)
+            if value is None:
+                raise FreqdenseError(f"eval.metric {cfg.eval.metric!r} is not among the metrics {sorted(metrics)}")
+            if best is None or (value > best["value"] if cfg.eval.mode == "max" else value < best["value"]):
+                best = is_best = {"metric": cfg.eval.metric, "value": value, "step": step}
+        if info.is_main:
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(),
+                "step": step,
+                "best": best,
+            }
+            save_checkpoint(
+                run_dir, step, model, meta=meta, train_state=state, keep=cfg.train.keep_checkpoints, best=is_best
+            )
+
+    bar = tqdm(total=total, initial=step, desc="train", disable=not show_progress(info), dynamic_ncols=True)
+    net.train()
+    metrics: dict[str, float] | None = None
+    t_last, n_last = time.perf_counter(), 0
+    while step < total:
+        epoch, start = divmod(step, steps_per_epoch)
+        loader.sampler.set_epoch(epoch)
+        loader.sampler.set_start(start * cfg.data.batch_size)
+        train_set.set_epoch(epoch)
+        for batch in loader:
+            batch = to_device(batch, device)
+            with autocast_context(cfg.train.amp, device):
+                losses = task.training_step(net, batch)
+            if not torch.isfinite(losses["total"]):
+                raise FreqdenseError(
+                    f"step {step}: the loss is {losses['total'].item()}; lower optim.lr, "
+                    "enable optim.clip_grad_norm or check the data (freqdense data verify)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            if cfg.optim.clip_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            n_last += batch["image"].shape[0] * info.world_size
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == total:
+                now = time.perf_counter()
+                row = {f"loss/{k}": v.item() for k, v in losses.items()}
+                row.update(lr=optimizer.param_groups[0]["lr"], epoch=epoch, images_per_s=n_last / (now - t_last))
+                t_last, n_last = now, 0
+                logger.log("train", step, row)
+                bar.set_postfix(loss=f"{row['loss/total']:.4f}")
+                if not show_progress(info) and info.is_main:
+                    log.info("step %d/%d loss %.4f lr %.2e", step, total, row["loss/total"], row["lr"])
+            at_eval = cfg.eval.every and step % cfg.eval.every == 0
+            if at_eval or step == total:
+                metrics = evaluate(
+                    net, task, val, device=device, info=info, max_batches=cfg.eval.max_batches, amp=cfg.train.amp
+                )
+                logger.log("eval", step, metrics)
+                if info.is_main:
+                    log.info("step %d eval: %s", step, _fmt(metrics))
+                checkpoint(metrics)
+            elif cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                checkpoint(None)
+            if step >= total:
+                break
+    bar.close()
+    if metrics is None:  # resumed at the very end: evaluate the final weights once more
+        metrics = evaluate(
+            net, task, val, device=device, info=info, max_batches=cfg.eval.max_batches, amp=cfg.train.amp
+        )
+    result = {"step": step, "val": metrics, "best": best}
+    if info.is_main:
+        write_json_atomic(run_dir / "metrics.json", result)
+    logger.close()
+    return result
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    keys = [k for k in metrics if "/iou/" not in k]
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if math.isfinite(metrics[k]))

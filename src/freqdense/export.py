@@ -1,0 +1,542 @@
+"""Export a dense-prediction model to ONNX and check the graph against ONNX Runtime.
+
+The exported graph takes one input, ``image``: float32 RGB in [0, 1], layout (B, 3, H, W); mean/std
+normalisation is inside the graph. It returns the selected entries of the model's output dict as named
+outputs in a fixed order (by default ``semantic`` logits (B, K, H, W) then ``depth`` in metres (B, 1, H, W)).
+Next to ``model.onnx`` a sidecar ``model.onnx.json`` records input/outputs, classes, palette and the depth unit.
+Format details and known limits: docs/export_and_predict.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError, FreqdenseError
+
+__all__ = ["DEFAULT_OUTPUTS", "INPUT_NAME", "ExportError", "ExportReport", "export_onnx", "sidecar_path_for"]
+
+log = logging.getLogger(__name__)
+
+#: Outputs exported when ``outputs=None``: whichever of these the model returns, in this order.
+DEFAULT_OUTPUTS: tuple[str, ...] = ("semantic", "depth")
+#: Name of the graph input.
+INPUT_NAME = "image"
+#: Sidecar format version; bump when keys change meaning.
+_SIDECAR_VERSION = 1
+
+_OUTPUT_MEANING = {
+    "semantic": "class logits (B, num_classes, H, W); argmax over dim 1 gives class ids",
+    "depth": "depth (B, 1, H, W) in the unit given by depth_unit",
+}
+
+
+class ExportError(FreqdenseError, RuntimeError):
+    """The model could not be exported, or the exported graph does not reproduce it."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_onnx` wrote and how well ONNX Runtime reproduced the model.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        sidecar_path: the JSON sidecar next to it.
+        input_name: graph input name (``"image"``).
+        output_names: graph output names, in graph order.
+        input_shape: input dims; strings are dynamic (``"batch"``, ``"height"``, ``"width"``).
+        dynamic_hw: whether H and W are dynamic in the written graph (False after a static fallback).
+        opset: ONNX opset version.
+        checked_sizes: (H, W) sizes the parity check ran at; empty when ``check=False``.
+        max_abs_diff: per output, the largest |ONNX Runtime - PyTorch| over all checked sizes.
+        fallback_reason: why a requested dynamic export fell back to static H/W, else None.
+    """
+
+    path: Path
+    sidecar_path: Path
+    input_name: str
+    output_names: tuple[str, ...]
+    input_shape: tuple[int | str, ...]
+    dynamic_hw: bool
+    opset: int
+    checked_sizes: tuple[tuple[int, int], ...] = ()
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+    fallback_reason: str | None = None
+
+
+class _ParityMismatch(Exception):
+    """Internal: ONNX Runtime disagrees with PyTorch for one input."""
+
+    def __init__(self, message: str, image_shape: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.image_shape = image_shape
+
+
+class _OrtFailure(Exception):
+    """Internal: ONNX Runtime cannot load or run the exported graph."""
+
+
+class _Unverifiable(Exception):
+    """Internal: the model itself does not run at the second check size."""
+
+
+class _DictToTuple(nn.Module):
+    """Flatten the model's output dict to a tuple in a fixed order (ONNX outputs are positional)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = tuple(names)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(image)
+        return tuple(out[name] for name in self.names)
+
+
+def sidecar_path_for(onnx_path: str | Path) -> Path:
+    """The sidecar JSON path for an ONNX file: ``model.onnx`` -> ``model.onnx.json``."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.name + ".json")
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    height: int,
+    width: int,
+    opset: int = 18,
+    dynamic_hw: bool = True,
+    outputs: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    check: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> ExportReport:
+    """Export ``model`` to ONNX with ``torch.onnx.export(..., dynamo=True)`` and check it with ONNX Runtime.
+
+    The batch dimension is always dynamic. With ``dynamic_hw`` H and W are dynamic too; if that export fails,
+    or the graph does not reproduce the model at a second size (``height + 32, width + 64``), the export is
+    redone with static H/W = (height, width) and a warning is logged (see ``ExportReport.fallback_reason``).
+    Ops whose translation bakes in the traced size (e.g. ``AdaptiveAvgPool2d`` to a fixed grid other than
+    1x1) export without error but are only right at the traced size; the second-size check is what catches them.
+
+    The check feeds seeded uniform [0, 1] images to ONNX Runtime (CPU) and to the model and requires
+    ``|onnx - torch| <= atol + rtol * |torch|`` elementwise for every output. The ``.onnx`` is written to a
+    temporary file and moved into place only after the check passed, so a failed export leaves nothing at
+    ``path``. Weights are stored inside the file (ONNX's 2 GB protobuf limit applies).
+
+    Args:
+        model: module mapping ``image`` (B, 3, H, W) RGB in [0, 1] to ``dict[str, Tensor]``. It is put in
+            eval mode for the export and restored afterwards.
+        path: destination ``.onnx`` file; the sidecar goes to ``<path>.json``.
+        height: input height used to trace (and the static size on fallback).
+        width: input width used to trace.
+        opset: ONNX opset version.
+        dynamic_hw: try dynamic H/W (falls back to static as described above).
+        outputs: output dict keys to export, in this order. ``None`` exports whichever of
+            :data:`DEFAULT_OUTPUTS` the model returns and drops auxiliary keys; names given explicitly must
+            all exist.
+        meta: checkpoint metadata (``classes``, ``palette``, ``depth_unit``, ``input_size``) for the sidecar.
+        check: run the ONNX Runtime parity check.
+        atol: absolute tolerance of the check.
+        rtol: relative tolerance of the check.
+        seed: seed of the random check inputs.
+
+    Returns:
+        An :class:`ExportReport`.
+
+    Raises:
+        ImportError: onnx, onnxscript or onnxruntime is missing.
+        ConfigError: bad sizes or output names.
+        ExportError: the export failed even with static H/W, or ONNX Runtime disagrees with PyTorch.
+    """
+    onnx, ort = _require_export_deps()
+    path = Path(path)
+    meta = dict(meta or {})
+    if height < 1 or width < 1:
+        raise ConfigError(f"export size must be positive, got height={height}, width={width}")
+    if path.suffix.lower() != ".onnx":
+        log.warning("ONNX file %s does not end in .onnx", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    was_training = model.training
+    model.eval()
+    try:
+        device = _module_device(model)
+        gen = torch.Generator().manual_seed(seed)
+        sizes = [(height, width)] + ([(height + 32, width + 64)] if dynamic_hw else [])
+        inputs = [torch.rand(2 if i == 0 else 1, 3, h, w, generator=gen) for i, (h, w) in enumerate(sizes)]
+        with torch.no_grad():
+            first = _run_model(model, inputs[0].to(device), where=f"{height}x{width}")
+        names = _select_outputs(first, outputs)
+        _check_meta(meta, first, names)
+        wrapper = _DictToTuple(model, names).eval()
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with _quiet_exporter():
+                dynamic, diffs, fallback = _export_with_fallback(
+                    onnx, ort, wrapper, tmp, inputs, first, names, opset, dynamic_hw, check, atol, rtol, device
+                )
+            input_shape = _graph_input_shape(onnx, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    finally:
+        model.train(was_training)
+
+    checked = tuple(sizes if dynamic else sizes[:1]) if check else ()
+    report = ExportReport(
+        path=path,
+        sidecar_path=sidecar_path_for(path),
+        input_name=INPUT_NAME,
+        output_names=tuple(names),
+        input_shape=input_shape,
+        dynamic_hw=dynamic,
+        opset=opset,
+        checked_sizes=checked,
+        max_abs_diff=diffs,
+        fallback_reason=fallback,
+    )
+    _write_json_atomic(report.sidecar_path, _sidecar(report, meta, (height, width), atol, rtol))
+    if check:
+        log.info("exported %s (dynamic H/W: %s); max |onnx - torch|: %s", path, dynamic, _fmt_diffs(diffs))
+    else:
+        log.info("exported %s (dynamic H/W: %s); parity check skipped", path, dynamic)
+    return report
+
+
+def _require_export_deps() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch's dynamo exporter needs it)
+    except ImportError as err:
+        missing = err.name or "onnx/onnxscript/onnxruntime"
+        raise ImportError(f"ONNX export needs {missing}; install it with: pip install 'freqdense[export]'") from err
+    return onnx, onnxruntime
+
+
+#: Loggers of the exporter stack that narrate every pass at INFO (and warn that torchvision is absent).
+_NOISY_LOGGERS = {"onnx_ir": logging.WARNING, "onnxscript": logging.WARNING, "torch.onnx": logging.ERROR}
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's per-pass INFO logs and its deprecation noise for the duration of an export."""
+    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    try:
+        for name, level in _NOISY_LOGGERS.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(max(level, logger.getEffectiveLevel()))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _module_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _run_model(model: nn.Module, image: torch.Tensor, *, where: str) -> Mapping[str, torch.Tensor]:
+    out = model(image)
+    if not isinstance(out, Mapping):
+        raise ConfigError(
+            f"export needs a model returning dict[str, Tensor]; {type(model).__name__} returned "
+            f"{type(out).__name__} at input {where}"
+        )
+    return out
+
+
+def _select_outputs(out: Mapping[str, Any], outputs: Sequence[str] | None) -> list[str]:
+    available = [k for k, v in out.items() if isinstance(v, torch.Tensor)]
+    if outputs is None:
+        names = [n for n in DEFAULT_OUTPUTS if n in available]
+        if not names:
+            raise ConfigError(
+                f"the model returns none of the default outputs {list(DEFAULT_OUTPUTS)} (it returns "
+                f"{sorted(out)}); pass outputs=[...] with the keys to export"
+            )
+    else:
+        names = list(outputs)
+        if isinstance(outputs, str) or not names or len(set(names)) != len(names):
+            raise ConfigError(f"outputs must be a non-empty sequence of distinct names, got {outputs!r}")
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise ConfigError(
+                f"requested outputs {missing} are not tensors in the model's output; tensor outputs are {available}"
+            )
+    dropped = sorted(set(out) - set(names))
+    if dropped:
+        log.info("not exporting model outputs %s (pass outputs=[...] to include them)", dropped)
+    return names
+
+
+def _check_meta(meta: Mapping[str, Any], out: Mapping[str, torch.Tensor], names: Sequence[str]) -> None:
+    classes = meta.get("classes")
+    if "semantic" in names and classes is not None and len(classes) != out["semantic"].shape[1]:
+        log.warning(
+            "meta lists %d classes but the model's semantic output has %d channels; the sidecar will be wrong",
+            len(classes),
+            out["semantic"].shape[1],
+        )
+
+
+def _export_with_fallback(
+    onnx: Any,
+    ort: Any,
+    wrapper: nn.Module,
+    tmp: Path,
+    inputs: list[torch.Tensor],
+    first: Mapping[str, torch.Tensor],
+    names: list[str],
+    opset: int,
+    dynamic_hw: bool,
+    check: bool,
+    atol: float,
+    rtol: float,
+    device: torch.device,
+) -> tuple[bool, dict[str, float], str | None]:
+    """Export to ``tmp`` (dynamic H/W first when asked) and check; returns (dynamic, diffs, fallback reason).
+
+    Dynamic H/W is abandoned for static when the dynamic export fails, ONNX Runtime cannot load or run the
+    dynamic graph, or the graph is wrong at the second size. A numerical mismatch at the traced size is raised
+    at once: the static graph comes from the same translation.
+    """
+    reference = [first[n].detach().cpu().numpy() for n in names]
+    fallback = None
+    if dynamic_hw:
+        try:
+            _export_to(onnx, wrapper, tmp, inputs[0].to(device), names, opset, dynamic_hw=True)
+            if not check:
+                return True, {}, None
+            session = _session(ort, tmp)
+            diffs = _compare(session, inputs[0], reference, names, atol, rtol)
+            try:
+                with torch.no_grad():
+                    out2 = _run_model(wrapper.model, inputs[1].to(device), where="the second check size")
+            except Exception as err:  # noqa: BLE001  (the model may accept only some sizes)
+                shape2 = tuple(inputs[1].shape)
+                raise _Unverifiable(f"the PyTorch model fails on {shape2}: {type(err).__name__}: {err}") from err
+            ref2 = [out2[n].detach().cpu().numpy() for n in names]
+            diffs2 = _compare(session, inputs[1], ref2, names, atol, rtol)
+        except _ParityMismatch as err:
+            if err.image_shape == tuple(inputs[0].shape):
+                raise ExportError(str(err)) from None
+            fallback = (
+                "the dynamic-H/W graph is wrong at a second size (typically an op whose ONNX form bakes in the "
+                f"traced size, e.g. AdaptiveAvgPool2d to a fixed grid): {err}"
+            )
+        except _OrtFailure as err:
+            fallback = f"ONNX Runtime rejects the dynamic-H/W graph: {err}"
+        except _Unverifiable as err:
+            fallback = f"dynamic H/W cannot be verified: {err}"
+        except Exception as err:  # noqa: BLE001  (torch.export/ONNX conversion raise many unrelated types)
+            fallback = f"dynamic H/W export failed: {type(err).__name__}: {_first_line(err)}"
+        else:
+            return True, {n: max(diffs[n], diffs2[n]) for n in names}, None
+        h, w = inputs[0].shape[-2:]
+        log.warning("%s; exporting with static H/W = %dx%d instead (batch stays dynamic)", fallback, h, w)
+
+    try:
+        _export_to(onnx, wrapper, tmp, inputs[0].to(device), names, opset, dynamic_hw=False)
+    except Exception as err:  # noqa: BLE001
+        raise ExportError(
+            f"ONNX export of {type(wrapper.model).__name__} failed: {type(err).__name__}: {_first_line(err)}. "
+            "See docs/export_and_predict.md for ops that do not export (e.g. custom CUDA kernels, data-dependent "
+            "Python control flow); replace them or export a model without them"
+        ) from err
+    if not check:
+        return False, {}, fallback
+    try:
+        diffs = _compare(_session(ort, tmp), inputs[0], reference, names, atol, rtol)
+    except (_ParityMismatch, _OrtFailure) as err:
+        raise ExportError(str(err)) from None
+    return False, diffs, fallback
+
+
+def _export_to(
+    onnx: Any, wrapper: nn.Module, tmp: Path, example: torch.Tensor, names: list[str], opset: int, *, dynamic_hw: bool
+) -> None:
+    Dim = torch.export.Dim
+    dims = {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC} if dynamic_hw else {0: Dim.DYNAMIC}
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        None,
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=names,
+        opset_version=opset,
+        dynamic_shapes={"image": dims},
+        verbose=False,
+    )
+    proto = program.model_proto
+    _name_dynamic_dims(proto)
+    onnx.save_model(proto, str(tmp))
+
+
+def _name_dynamic_dims(proto: Any) -> None:
+    """Rename the exporter's symbols (``s77``...) for the input dims to batch/height/width everywhere."""
+    graph = proto.graph
+    symbols: dict[str, str] = {}
+    for dim, name in zip(graph.input[0].type.tensor_type.shape.dim, ("batch", None, "height", "width")):
+        if name and dim.HasField("dim_param"):
+            symbols[dim.dim_param] = name
+    if not symbols:
+        return
+    pattern = re.compile(r"\b(" + "|".join(re.escape(s) for s in symbols) + r")\b")
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param"):
+                dim.dim_param = pattern.sub(lambda m: symbols[m.group(1)], dim.dim_param)
+
+
+def _graph_input_shape(onnx: Any, path: Path) -> tuple[int | str, ...]:
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_param if d.HasField("dim_param") else int(d.dim_value) for d in dims)
+
+
+def _session(ort: Any, path: Path) -> Any:
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # ORT errors reach us as exceptions; its own log line would only duplicate them
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001  (onnxruntime raises its own exception types)
+        raise _OrtFailure(f"cannot load the graph: {type(err).__name__}: {_first_line(err)}") from err
+
+
+def _compare(
+    session: Any, image: torch.Tensor, reference: list[np.ndarray], names: list[str], atol: float, rtol: float
+) -> dict[str, float]:
+    """Run ONNX Runtime on ``image`` and compare with ``reference``; returns max abs diff per output."""
+    shape = tuple(image.shape)
+    try:
+        got = session.run(list(names), {INPUT_NAME: image.numpy()})
+    except Exception as err:  # noqa: BLE001
+        raise _OrtFailure(f"running input {shape} failed: {type(err).__name__}: {_first_line(err)}") from err
+    diffs: dict[str, float] = {}
+    for name, onnx_out, torch_out in zip(names, got, reference):
+        if onnx_out.shape != torch_out.shape:
+            raise _ParityMismatch(
+                f"ONNX output {name!r} has shape {onnx_out.shape} but PyTorch gives {torch_out.shape} for input "
+                f"{shape}",
+                shape,
+            )
+        diff = np.abs(onnx_out.astype(np.float64) - torch_out.astype(np.float64))
+        bad = ~(diff <= atol + rtol * np.abs(torch_out))  # NaN counts as bad
+        diffs[name] = float(np.nanmax(diff)) if diff.size else 0.0
+        if bad.any():
+            raise _ParityMismatch(
+                f"ONNX Runtime output {name!r} differs from PyTorch for input {shape}: max |diff| "
+                f"{diffs[name]:.3g}, {int(bad.sum())} of {bad.size} values exceed atol + rtol*|torch| "
+                f"(atol={atol:g}, rtol={rtol:g}). The graph does not reproduce the model: look for ops listed "
+                "in docs/export_and_predict.md, or loosen atol/rtol if this is only numerical noise",
+                shape,
+            )
+    return diffs
+
+
+def _sidecar(report: ExportReport, meta: Mapping[str, Any], size: tuple[int, int], atol: float, rtol: float) -> dict:
+    depth_unit = meta.get("depth_unit", "m")
+    outputs = []
+    for name in report.output_names:
+        meaning = _OUTPUT_MEANING.get(name, "auxiliary model output")
+        entry: dict[str, Any] = {"name": name, "meaning": meaning}
+        if name == "depth":
+            entry["unit"] = depth_unit
+        outputs.append(entry)
+    return {
+        "format": "freqdense-onnx",
+        "format_version": _SIDECAR_VERSION,
+        "freqdense_version": _version(),
+        "torch_version": torch.__version__,
+        "onnx_file": report.path.name,
+        "opset": report.opset,
+        "input": {
+            "name": report.input_name,
+            "layout": "NCHW",
+            "shape": list(report.input_shape),
+            "dtype": "float32",
+            "color": "RGB",
+            "range": [0.0, 1.0],
+            "normalization": "inside the graph: feed RGB in [0, 1]; do not subtract a mean or divide by a std",
+        },
+        "outputs": outputs,
+        "dynamic_hw": report.dynamic_hw,
+        "export_size": list(size),
+        "input_size": list(meta["input_size"]) if meta.get("input_size") is not None else None,
+        "classes": list(meta["classes"]) if meta.get("classes") is not None else None,
+        "palette": [list(map(int, c)) for c in meta["palette"]] if meta.get("palette") is not None else None,
+        "depth_unit": depth_unit,
+        "tasks": list(meta["tasks"]) if meta.get("tasks") is not None else None,
+        "check": {
+            "sizes": [list(s) for s in report.checked_sizes],
+            "max_abs_diff": report.max_abs_diff,
+            "atol": atol,
+            "rtol": rtol,
+        }
+        if report.checked_sizes
+        else None,
+        "fallback_reason": report.fallback_reason,
+    }
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("freqdense")
+    except Exception:  # noqa: BLE001  (not installed as a distribution)
+        return None
+
+
+def _first_line(err: BaseException) -> str:
+    """A short summary of an exporter error: its first sentence, the root cause, and the aten op it names."""
+    texts: list[str] = []
+    cur: BaseException | None = err
+    while cur is not None and len(texts) < 6:
+        texts.append(re.sub(r"\x1b\[[0-9;]*m", "", str(cur)).strip())
+        cur = cur.__cause__ or cur.__context__
+    summary = texts[0].splitlines()[0].split(". ")[0][:200] if texts[0] else ""
+    if len(texts) > 1 and texts[-1]:
+        root = " ".join(line.strip() for line in texts[-1].splitlines()[:2] if line.strip())
+        summary += f"; cause: {root[:300]}"
+    op = re.search(r"torch\.ops\.\w+\.\w+(?:\.\w+)?", "\n".join(texts))
+    if op and op.group(0) not in summary:
+        summary += f" (op: {op.group(0)})"
+    return summary
+
+
+def _fmt_diffs(diffs: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:.2g}" for k, v in diffs.items())

@@ -1,0 +1,22 @@
+"""Dense prediction models. Importing this package registers every model (add new model modules below)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from . import multitask  # noqa: F401  (registers multitask_baseline, segmentation_baseline, depth_baseline)
+from ._registry import MODELS, register_model
+
+__all__ = ["MODELS", "create_model", "list_models", "register_model"]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; unknown names raise UnknownNameError (with suggestions), bad keywords ConfigError."""
+    return MODELS.create(name, **kwargs)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered models matching a glob pattern."""
+    return MODELS.names(pattern)

@@ -1,0 +1,183 @@
+"""The multi-task baseline: one shared backbone, one HRNetHead per task ("1-predict" in FAFE, Fu et al. MM'21).
+
+Same structure as Multi-Task-Learning-PyTorch's ``MultiTaskModel`` with HRNet heads (spec
+multitask_spectral_deeplab.md §1.1-1.2): every task head sees all backbone scales, predicts at stride 4, and the
+prediction is bilinearly upsampled to the input size. With one task it is the single-task baseline that Δm
+compares against. Task names follow the freqdense sample contract: ``semantic`` (reference: ``semseg``), ``depth``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._checks import check_shape
+from ..errors import ConfigError, ShapeError
+from ._registry import register_model
+from .backbones import create_backbone
+from .heads import HRNetHead
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TASKS",
+    "check_tasks",
+    "DepthActivation",
+    "MultiTaskBaseline",
+    "depth_baseline",
+    "multitask_baseline",
+    "segmentation_baseline",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Dense tasks the baseline can predict.
+TASKS = ("semantic", "depth")
+
+DepthActivation = Literal["none", "relu", "softplus", "exp"]
+_DEPTH_ACTIVATIONS = ("none", "relu", "softplus", "exp")
+
+
+def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    """Validate a task list (non-empty, known names, no duplicates) and return it as a tuple."""
+    if isinstance(tasks, str):
+        tasks = (tasks,)
+    tasks = tuple(tasks)
+    if not tasks or len(set(tasks)) != len(tasks):
+        raise ConfigError(f"tasks must be a non-empty list without duplicates drawn from {TASKS}, got {tasks!r}")
+    for t in tasks:
+        if t not in TASKS:
+            close = difflib.get_close_matches(t, TASKS, n=1, cutoff=0.3)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown task {t!r}.{hint} Valid tasks: {', '.join(TASKS)}")
+    return tasks
+
+
+class MultiTaskBaseline(nn.Module):
+    """Shared backbone + one :class:`~freqdense.models.heads.HRNetHead` per task.
+
+    Args:
+        backbone: any freqdense backbone (``out_channels``; ``forward`` returns features finest first).
+        tasks: subset of ``("semantic", "depth")``, in output order.
+        num_classes: semantic classes (40 for NYUD-v2).
+        depth_activation: applied to the upsampled depth output. ``"none"`` (default) returns the raw conv output,
+            as the reference does (its L1 loss acts on it directly); ``"relu"``, ``"softplus"`` and ``"exp"``
+            guarantee non-negative / positive metres.
+
+    Input ``image``: ``(B, 3, H, W)`` RGB in [0, 1], any H and W (ImageNet normalisation happens inside, with the
+    ``mean``/``std`` buffers). Output: ``{"semantic": (B, num_classes, H, W) logits, "depth": (B, 1, H, W) metres}``
+    restricted to ``tasks``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        tasks: Sequence[str] = TASKS,
+        num_classes: int = 40,
+        depth_activation: DepthActivation = "none",
+    ) -> None:
+        super().__init__()
+        self.tasks = check_tasks(tasks)
+        if "semantic" in self.tasks and int(num_classes) < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
+        if depth_activation not in _DEPTH_ACTIVATIONS:
+            raise ConfigError(f"depth_activation must be one of {_DEPTH_ACTIVATIONS}, got {depth_activation!r}")
+        in_ch = getattr(backbone, "in_channels", 3)
+        if in_ch != 3:
+            raise ConfigError(f"MultiTaskBaseline takes RGB images; the backbone was built with in_channels={in_ch}")
+        self.num_classes = int(num_classes)
+        self.depth_activation = depth_activation
+        self.backbone = backbone
+        outputs = {"semantic": self.num_classes, "depth": 1}
+        self.heads = nn.ModuleDict({t: HRNetHead(backbone.out_channels, outputs[t]) for t in self.tasks})
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predict every task at the input resolution (see the class docstring for shapes)."""
+        check_shape(image, "B C H W", name="image", C=3)
+        if not image.is_floating_point():
+            raise ShapeError(f"image must be float RGB in [0, 1], got dtype {image.dtype}; use image.float() / 255")
+        size = image.shape[-2:]
+        features = self.backbone((image - self.mean) / self.std)
+        out = {}
+        for task, head in self.heads.items():
+            y = F.interpolate(head(features), size=size, mode="bilinear", align_corners=False)
+            out[task] = self._activate_depth(y) if task == "depth" else y
+        return out
+
+    def _activate_depth(self, y: torch.Tensor) -> torch.Tensor:
+        if self.depth_activation == "relu":
+            return F.relu(y)
+        if self.depth_activation == "softplus":
+            return F.softplus(y)
+        if self.depth_activation == "exp":
+            return torch.exp(y)
+        return y
+
+
+def _build(
+    backbone: str,
+    backbone_kwargs: dict[str, Any] | None,
+    pretrained: str | None,
+    **model_kwargs: Any,
+) -> MultiTaskBaseline:
+    kwargs = dict(backbone_kwargs or {})
+    if "pretrained" in kwargs:
+        raise ConfigError("pass pretrained= to the model, not inside backbone_kwargs")
+    net = create_backbone(backbone, pretrained=pretrained, **kwargs)
+    return MultiTaskBaseline(net, **model_kwargs)
+
+
+@register_model
+def multitask_baseline(
+    *,
+    backbone: str = "hrnet_w18_small",
+    tasks: Sequence[str] = TASKS,
+    num_classes: int = 40,
+    depth_activation: DepthActivation = "none",
+    pretrained: str | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> MultiTaskBaseline:
+    """Joint segmentation + depth baseline (shared backbone, HRNet head per task).
+
+    Args:
+        backbone: registered backbone name (``freqdense list`` shows them).
+        tasks: subset of ``("semantic", "depth")``.
+        num_classes: semantic classes.
+        depth_activation: see :class:`MultiTaskBaseline`.
+        pretrained: local ImageNet weights file for the backbone (never downloaded).
+        backbone_kwargs: extra keywords for the backbone factory (e.g. ``{"output_stride": 16}``).
+    """
+    return _build(backbone, backbone_kwargs, pretrained, tasks=tasks, num_classes=num_classes,
+                  depth_activation=depth_activation)
+
+
+@register_model
+def segmentation_baseline(
+    *,
+    backbone: str = "hrnet_w18_small",
+    num_classes: int = 40,
+    pretrained: str | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> MultiTaskBaseline:
+    """Single-task semantic segmentation baseline (the Δm reference for ``semantic``)."""
+    return _build(backbone, backbone_kwargs, pretrained, tasks=("semantic",), num_classes=num_classes)
+
+
+@register_model
+def depth_baseline(
+    *,
+    backbone: str = "hrnet_w18_small",
+    depth_activation: DepthActivation = "none",
+    pretrained: str | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> MultiTaskBaseline:
+    """Single-task depth baseline (the Δm reference for ``depth``)."""
+    return _build(backbone, backbone_kwargs, pretrained, tasks=("depth",), depth_activation=depth_activation)

@@ -1,0 +1,282 @@
+"""Run a dense-prediction model on image files and write label maps, overlays and depth maps.
+
+For every input image ``<stem>.<ext>`` the output directory gets, at the image's original size:
+
+* ``<stem>_seg.png``: indexed (palette, mode ``P``) PNG whose pixel values are the predicted class ids;
+* ``<stem>_seg_overlay.png``: the class colours blended over the image (alpha 0.5) with white boundaries;
+* ``<stem>_depth.png``: colour map (magma) of the inverse depth, near = bright;
+* ``<stem>_depth.npy``: float32 (H, W) depth in metres (unit recorded in ``predictions.json``).
+
+Segmentation files are written when the model returns ``semantic``, depth files when it returns ``depth``.
+``predictions.json`` lists the inputs, the files written per image, classes, palette and the depth unit.
+Formats and choices: docs/export_and_predict.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._checks import check_shape
+from .data.io import atomic_write, read_image, write_png_atomic
+from .data.transforms import resize
+from .errors import ConfigError, DataError
+from .viz import colorize_depth, default_palette, overlay, save_indexed_png
+
+__all__ = ["IMAGE_SUFFIXES", "find_images", "predict_images"]
+
+log = logging.getLogger(__name__)
+
+#: File suffixes picked up when an input is a directory (case-insensitive).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+#: Name of the summary file written next to the predictions.
+SUMMARY_NAME = "predictions.json"
+
+
+def find_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files and directories into a list of image files.
+
+    Directories contribute their files with a suffix in :data:`IMAGE_SUFFIXES`, sorted by name (not recursive);
+    files are taken as given, in argument order. Duplicates are dropped.
+
+    Raises:
+        DataError: an input does not exist, nothing was found, or two images share a file stem (their outputs
+            would overwrite each other).
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                log.warning("no %s files in directory %s", "/".join(IMAGE_SUFFIXES), path)
+        elif path.is_file():
+            found = [path]
+        else:
+            raise DataError(f"input {str(path)!r} does not exist; pass image files or directories of images")
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
+    if not files:
+        raise DataError(
+            f"no images found in {[str(p) for p in inputs]}; supported suffixes: {', '.join(IMAGE_SUFFIXES)}"
+        )
+    by_stem: dict[str, Path] = {}
+    for p in files:
+        if p.stem in by_stem:
+            raise DataError(
+                f"images {str(by_stem[p.stem])!r} and {str(p)!r} share the stem {p.stem!r}, so their outputs "
+                f"({p.stem}_seg.png, ...) would overwrite each other; predict them into separate output directories"
+            )
+        by_stem[p.stem] = p
+    return files
+
+
+def predict_images(
+    model: nn.Module,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    meta: Mapping[str, Any],
+    size: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    save_npy: bool = True,
+) -> list[Path]:
+    """Predict every image in ``inputs`` and write the files described in the module docstring.
+
+    Each image is resized (bilinear, ``align_corners=False``, antialiased when shrinking; the same resize as
+    :func:`freqdense.data.transforms.resize`) to the network input size, which is ``size`` if given, else
+    ``meta["input_size"]``, else the image's own size. Predictions are resized back to the original size:
+    logits bilinearly, then argmax; depth bilinearly. Images with the same network input size are batched.
+
+    Args:
+        model: maps ``image`` (B, 3, H, W) RGB in [0, 1] to a dict with ``semantic`` logits (B, K, H, W) and/or
+            ``depth`` (B, 1, H, W). It is moved to ``device`` and put in eval mode.
+        inputs: image files and/or directories (see :func:`find_images`).
+        out_dir: output directory (created if missing; existing files of the same names are replaced).
+        meta: checkpoint metadata; uses ``palette`` (list of [r, g, b]; default: ``default_palette(K)``),
+            ``classes``, ``input_size`` ([H, W]) and ``depth_unit`` (default ``"m"``).
+        size: network input size (H, W) overriding ``meta["input_size"]``.
+        device: torch device to run on.
+        batch_size: images per forward pass.
+        save_npy: also write ``<stem>_depth.npy``.
+
+    Returns:
+        The paths written, per image in input order, then ``predictions.json``.
+
+    Raises:
+        DataError: an input is missing or unreadable (the message names the file).
+        ConfigError: bad ``size``/``batch_size``/``device``, a model without ``semantic``/``depth`` outputs, or a
+            palette with fewer colours than the model has classes.
+    """
+    files = find_images(inputs)
+    out_dir = Path(out_dir)
+    net_size = _resolve_size(size if size is not None else meta.get("input_size"))
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"invalid device {device!r}: {err}; use e.g. 'cpu' or 'cuda:0'") from err
+    model.to(device).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if net_size is None:
+        log.info("no input size given or in the checkpoint metadata; running at each image's own size")
+
+    writer = _Writer(out_dir, meta, save_npy)
+    pending: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
+    with tqdm(total=len(files), desc="predict", unit="img", disable=not sys.stderr.isatty()) as bar:
+        for path in files:
+            image = read_image(path)
+            net_in = image if net_size is None else resize({"image": image}, net_size)["image"]
+            if pending and (len(pending) == batch_size or pending[0][2].shape != net_in.shape):
+                _run_batch(model, pending, device, writer)
+                bar.update(len(pending))
+                pending = []
+            pending.append((path, image, net_in))
+        if pending:
+            _run_batch(model, pending, device, writer)
+            bar.update(len(pending))
+
+    summary = writer.write_summary(net_size)
+    log.info("wrote predictions for %d images to %s", len(files), out_dir)
+    return [*writer.written, summary]
+
+
+def _resolve_size(size: Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    values = list(size)
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
+        raise ConfigError(f"size must be two positive integers (height, width), got {size!r}")
+    return int(values[0]), int(values[1])
+
+
+def _run_batch(
+    model: nn.Module, pending: list[tuple[Path, torch.Tensor, torch.Tensor]], device: torch.device, writer: _Writer
+) -> None:
+    batch = torch.stack([net_in for _, _, net_in in pending]).to(device)
+    with torch.inference_mode():
+        out = model(batch)
+    if not isinstance(out, Mapping) or not ({"semantic", "depth"} & set(out)):
+        keys = sorted(out) if isinstance(out, Mapping) else type(out).__name__
+        raise ConfigError(f"predict needs a model returning a dict with 'semantic' and/or 'depth'; got {keys}")
+    semantic, depth = out.get("semantic"), out.get("depth")
+    if semantic is not None:
+        check_shape(semantic, "B C H W", name="model output 'semantic'", B=len(pending))
+    if depth is not None:
+        check_shape(depth, "B C H W", name="model output 'depth'", B=len(pending), C=1)
+    for i, (path, image, _) in enumerate(pending):
+        hw = tuple(image.shape[-2:])
+        labels = None
+        if semantic is not None:
+            logits = _resize_to(semantic[i : i + 1].float(), hw)
+            labels = logits.argmax(dim=1)[0].cpu().numpy()
+        depth_m = None
+        if depth is not None:
+            depth_m = _resize_to(depth[i : i + 1].float(), hw)[0, 0].cpu().numpy().astype(np.float32)
+        writer.write(path, image, labels, depth_m, num_classes=None if semantic is None else semantic.shape[1])
+
+
+def _resize_to(x: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == hw:
+        return x
+    return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+
+
+class _Writer:
+    """Writes the per-image files and remembers them for ``predictions.json``."""
+
+    def __init__(self, out_dir: Path, meta: Mapping[str, Any], save_npy: bool) -> None:
+        self.out_dir = out_dir
+        self.meta = meta
+        self.save_npy = save_npy
+        self.written: list[Path] = []
+        self.records: list[dict[str, Any]] = []
+        self.palette: np.ndarray | None = None
+
+    def _palette(self, num_classes: int) -> np.ndarray:
+        if self.palette is None:
+            given = self.meta.get("palette")
+            if given is None:
+                self.palette = default_palette(num_classes)
+            else:
+                self.palette = np.asarray(given, dtype=np.int64).reshape(-1, 3).clip(0, 255).astype(np.uint8)
+                if len(self.palette) < num_classes:
+                    raise ConfigError(
+                        f"the checkpoint palette has {len(self.palette)} colours but the model predicts "
+                        f"{num_classes} classes; fix meta['palette'] (one [r, g, b] per class)"
+                    )
+        return self.palette
+
+    def write(
+        self,
+        source: Path,
+        image: torch.Tensor,
+        labels: np.ndarray | None,
+        depth_m: np.ndarray | None,
+        *,
+        num_classes: int | None,
+    ) -> None:
+        stem = source.stem
+        outputs: dict[str, str] = {}
+        if labels is not None and num_classes is not None:
+            palette = self._palette(num_classes)
+            outputs["seg"] = self._save(f"{stem}_seg.png", lambda p: save_indexed_png(labels, palette, p))
+            blend = overlay(image, labels, palette, alpha=0.5)
+            outputs["seg_overlay"] = self._save(f"{stem}_seg_overlay.png", lambda p: write_png_atomic(blend, p))
+        if depth_m is not None:
+            colours = colorize_depth(depth_m)
+            outputs["depth"] = self._save(f"{stem}_depth.png", lambda p: write_png_atomic(colours, p))
+            if self.save_npy:
+                outputs["depth_npy"] = self._save(f"{stem}_depth.npy", lambda p: _save_npy(depth_m, p))
+        self.records.append({"input": str(source), "size": list(image.shape[-2:]), "outputs": outputs})
+
+    def _save(self, name: str, save: Any) -> str:
+        path = self.out_dir / name
+        save(path)
+        self.written.append(path)
+        return name
+
+    def write_summary(self, net_size: tuple[int, int] | None) -> Path:
+        payload = {
+            "format": "freqdense-predictions",
+            "format_version": 1,
+            "network_input_size": list(net_size) if net_size else None,
+            "classes": list(self.meta["classes"]) if self.meta.get("classes") is not None else None,
+            "palette": self.palette.tolist() if self.palette is not None else None,
+            "depth_unit": self.meta.get("depth_unit", "m"),
+            "files": {
+                "seg": "indexed PNG (mode P); pixel value = class id, palette = class colours",
+                "seg_overlay": "RGB PNG; class colours blended over the image (alpha 0.5), boundaries white",
+                "depth": "RGB PNG; magma colour map of 1/depth (near = bright), limits [min, 95th percentile]",
+                "depth_npy": "float32 (H, W) array of depth in depth_unit, at the input image's size",
+            },
+            "images": self.records,
+        }
+        path = self.out_dir / SUMMARY_NAME
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        return path
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    with atomic_write(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)

@@ -1,0 +1,150 @@
+"""Figures in the style of Chen, Chiu, Wu, AAAI 2020: Fig. 1/2 (CE spectrum, R, |y_hat|, |b|), Fig. 4 (spectral
+gradients) and Fig. 6 (relative IoU vs. R).
+
+matplotlib is imported inside each function and drawn through the Agg canvas directly (no pyplot, no global
+backend switch), so importing this module is free and plotting works headless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .gradient import SpectralGradient
+from .spectrum import DatasetSpectrum
+
+__all__ = ["plot_ce_spectrum", "plot_spectral_gradient", "plot_relative_iou"]
+
+
+def _new_figure(width: float, height: float) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - matplotlib is a core dependency
+        raise ImportError("plotting needs matplotlib: pip install matplotlib") from err
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _normalised(x: torch.Tensor) -> torch.Tensor:
+    peak = x.abs().max()
+    return x / peak if peak > 0 else x
+
+
+def plot_ce_spectrum(
+    spectra: Mapping[str, DatasetSpectrum],
+    path: str | Path,
+    *,
+    max_frequency: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Fig. 1 / Fig. 2 layout: ``L_ce(nu)``, ``R(nu_max)``, ``|y_hat(nu)|`` and ``|b(nu)|`` (both normalised by
+    their maxima), one curve per entry (e.g. datasets, models, or ``"init"``/``"final"`` training stages).
+
+    Args:
+        spectra: label -> :class:`~freqdense.spectral.spectrum.DatasetSpectrum`.
+        path: output image (``.png``, ``.pdf``, ...).
+        max_frequency: clip the frequency axis.
+        title: figure title.
+
+    Returns:
+        ``path``.
+    """
+    fig = _new_figure(10, 7)
+    axes = fig.subplots(2, 2)
+    panels = [
+        (axes[0, 0], "loss", r"$\mathcal{L}_{ce}(\nu)$", False),
+        (axes[0, 1], "relative_discrepancy", r"$R(\nu_{max})$", False),
+        (axes[1, 0], "logit_magnitude", r"$|\hat{y}(\nu)|$ / max", True),
+        (axes[1, 1], "label_magnitude", r"$|b(\nu)|$ / max", True),
+    ]
+    for ax, field, ylabel, normalise in panels:
+        for name, spec in spectra.items():
+            y = getattr(spec, field).detach().cpu().to(torch.float64)
+            if normalise:
+                y = _normalised(y)
+            n = len(y) if max_frequency is None else min(len(y), max_frequency + 1)
+            ax.plot(range(n), y[:n].tolist(), label=name, linewidth=1.2)
+        ax.set_xlabel(r"$\nu$" if field != "relative_discrepancy" else r"$\nu_{max}$")
+        ax.set_ylabel(ylabel)
+        if field in ("relative_discrepancy", "logit_magnitude", "label_magnitude"):
+            ax.set_yscale("symlog", linthresh=1e-3)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_spectral_gradient(gradients: Mapping[str, SpectralGradient], path: str | Path) -> Path:
+    """Fig. 4 layout: one column per entry, one row per probed CE frequency ``nu_i``; each panel shows
+    ``|d L_ce(nu_i) / d x(nu_j)|`` over the 2-D feature frequencies ``nu_j`` (zero frequency centred, each panel
+    normalised to its maximum).
+
+    Returns:
+        ``path``.
+    """
+    if not gradients:
+        raise ValueError("plot_spectral_gradient needs at least one SpectralGradient")
+    rows = max(len(g.frequencies) for g in gradients.values())
+    cols = len(gradients)
+    fig = _new_figure(2.6 * cols, 2.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for c, (name, grad) in enumerate(gradients.items()):
+        for r in range(rows):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r >= len(grad.frequencies):
+                ax.set_axis_off()
+                continue
+            mag = torch.fft.fftshift(grad.magnitude[r].detach().cpu(), dim=(-2, -1))
+            hx, wx = mag.shape
+            extent = (-(wx // 2) - 0.5, (wx - 1) // 2 + 0.5, (hx - 1) // 2 + 0.5, -(hx // 2) - 0.5)
+            ax.imshow(_normalised(mag).numpy(), cmap="viridis", extent=extent, vmin=0.0, vmax=1.0)
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(rf"$\nu_i$ = {grad.frequencies[r]}")
+    return _save(fig, path)
+
+
+def plot_relative_iou(
+    points: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    annotations: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """Fig. 6 layout: relative IoU (y) against ``R(nu_max)`` (x, log scale), one marker series per entry.
+
+    Args:
+        points: label -> ``(R values, relative IoU values)``.
+        path: output image.
+        annotations: optional label -> per-point text (e.g. the ``nu_max`` of each point).
+
+    Returns:
+        ``path``.
+    """
+    fig = _new_figure(5, 4)
+    ax = fig.subplots()
+    for name, (r, rel) in points.items():
+        ax.plot(list(r), list(rel), marker="o", linestyle="-", label=name)
+        for text, x, y in zip((annotations or {}).get(name, ()), r, rel):
+            ax.annotate(str(text), (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel(r"$R(\nu_{max})$")
+    ax.set_ylabel("relative IoU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,35 @@
+"""Tasks: a batch and a model's outputs in, losses and metric updates out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..config.schema import TaskConfig
+from .base import MetricSet, Task, TaskPart
+from .depth import DepthEstimation, depth_loss
+from .segmentation import SemanticSegmentation
+
+__all__ = ["Task", "TaskPart", "MetricSet", "SemanticSegmentation", "DepthEstimation", "depth_loss", "build_task"]
+
+
+def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequence[str] | None = None) -> Task:
+    """The task of an experiment config (``segmentation``, ``depth`` or ``multitask`` = both)."""
+    parts = {}
+    if cfg.name in ("segmentation", "multitask"):
+        if not num_classes:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"task {cfg.name!r} needs a dataset with classes (num_classes is {num_classes})")
+        parts["semantic"] = SemanticSegmentation(
+            num_classes, ignore_index=cfg.ignore_index, class_names=class_names, absent_classes=cfg.absent_classes
+        )
+    if cfg.name in ("depth", "multitask"):
+        parts["depth"] = DepthEstimation(
+            loss=cfg.depth_loss,
+            min_depth=cfg.min_depth,
+            max_depth=cfg.max_depth,
+            crop=cfg.depth_crop,
+            median_scaling=cfg.median_scaling,
+            aggregation=cfg.depth_aggregation,
+        )
+    return Task(parts, loss_weights=cfg.loss_weights, aux_weight=cfg.aux_weight)

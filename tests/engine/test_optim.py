@@ -1,0 +1,71 @@
+"""Learning-rate schedules against their closed forms; optimizer parameter groups."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from freqdense.config.schema import OptimConfig, ScheduleConfig
+from freqdense.engine.optim import build_optimizer, build_scheduler, lr_factor
+
+
+def test_poly_closed_form():
+    cfg = ScheduleConfig(name="poly", total_steps=100, power=0.9)
+    for step in (0, 1, 50, 99, 100):
+        assert lr_factor(step, cfg) == pytest.approx((1 - step / 100) ** 0.9)
+
+
+def test_cosine_closed_form_with_floor():
+    cfg = ScheduleConfig(name="cosine", total_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(1.0)
+    assert lr_factor(5, cfg) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(10, cfg) == pytest.approx(0.1)
+
+
+def test_step_schedule():
+    cfg = ScheduleConfig(name="step", total_steps=100, step_size=30, gamma=0.5)
+    assert [lr_factor(s, cfg) for s in (0, 29, 30, 60, 95)] == [1.0, 1.0, 0.5, 0.25, 0.125]
+
+
+def test_linear_warmup_then_schedule():
+    cfg = ScheduleConfig(name="constant", total_steps=100, warmup_steps=10, warmup_factor=0.0)
+    assert [lr_factor(s, cfg) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_scheduler_drives_optimizer_lr():
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), model)
+    sched = build_scheduler(ScheduleConfig(name="poly", total_steps=4, power=1.0), opt)
+    seen = []
+    for _ in range(4):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([0.1, 0.075, 0.05, 0.025])
+
+
+def test_no_weight_decay_on_biases_and_norms_and_backbone_multiplier():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+            self.head = nn.Conv2d(4, 2, 1)
+
+    net = Net()
+    opt = build_optimizer(OptimConfig(name="adamw", lr=1e-3, weight_decay=0.05, backbone_lr_mult=0.1), net)
+    by_param = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            by_param[id(p)] = (group["lr"], group["weight_decay"])
+    assert by_param[id(net.backbone[0].weight)] == (pytest.approx(1e-4), 0.05)
+    assert by_param[id(net.backbone[1].weight)] == (pytest.approx(1e-4), 0.0)
+    assert by_param[id(net.head.weight)] == (pytest.approx(1e-3), 0.05)
+    assert by_param[id(net.head.bias)] == (pytest.approx(1e-3), 0.0)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))
+    assert math.isclose(
+        sum(p.numel() for g in opt.param_groups for p in g["params"]), sum(p.numel() for p in net.parameters())
+    )
+    assert isinstance(opt, torch.optim.AdamW)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+import torch.nn as nn
+
+from freqdense.spectral import (
+    SpectrumAccumulator,
+    plot_ce_spectrum,
+    plot_relative_iou,
+    plot_spectral_gradient,
+    spectral_gradient,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == PNG_MAGIC and len(data) > 2000
+
+
+def test_importing_the_package_does_not_import_matplotlib():
+    code = "import sys, freqdense.spectral; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_figures_are_written(tmp_path):
+    spectra = {}
+    for name, scale in (("init", 0.1), ("final", 3.0)):
+        acc = SpectrumAccumulator()
+        labels = torch.randint(0, 4, (2, 1, 4, 4)).float()
+        labels = nn.functional.interpolate(labels, size=(24, 24), mode="nearest")[:, 0].long()
+        logits = scale * nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() + torch.randn(2, 4, 24, 24)
+        acc.update(logits, labels)
+        spectra[name] = acc.compute()
+    assert _is_png(plot_ce_spectrum(spectra, tmp_path / "fig1.png", title="toy"))
+
+    model = nn.Sequential(nn.Identity(), nn.Conv2d(3, 4, 1)).eval()
+    grads = {
+        "Conv": spectral_gradient(model, torch.rand(1, 3, 16, 16), torch.randint(0, 4, (1, 16, 16)), layer=model[0]),
+    }
+    assert _is_png(plot_spectral_gradient(grads, tmp_path / "sub" / "fig4.png"))
+
+    points = {"deeplab": ([0.275, 0.04, 0.018], [0.868, 0.949, 0.986])}
+    assert _is_png(plot_relative_iou(points, tmp_path / "fig6.png", annotations={"deeplab": ["8", "16", "32"]}))
