@@ -105,14 +105,20 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 
 
 def test_every_shipped_config_loads_and_builds():
+    from freqdense.data.transforms import build_transforms
     from freqdense.models import create_model
+    from freqdense.tasks import build_task
 
     names = list_shipped_configs()
-    assert len(names) > 0
+    assert len(names) >= 4
     for name in names:
         cfg = load_config(name)
         model = create_model(cfg.model.name, **cfg.model.kwargs)
         assert sum(p.numel() for p in model.parameters()) > 0, name
+        task = build_task(cfg.task, num_classes=cfg.model.kwargs.get("num_classes", 10))
+        assert set(task.keys) <= set(getattr(model, "tasks", task.keys)), name
+        build_transforms(cfg.data.train_transforms, train=True)
+        build_transforms(cfg.data.val_transforms, train=False)
 
 
 def test_model_section_replaces_when_the_child_names_another_model(tmp_path):

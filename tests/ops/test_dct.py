@@ -116,3 +116,22 @@ def test_onnx_export_matches_onnxruntime():
     session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), Dct()(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.export
+def test_onnx_export_with_dynamic_height_and_width_is_exact_at_other_sizes():
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+    class Dct(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return dct2d(x)
+
+    x = torch.randn(1, 2, 11, 14)
+    dims = {"x": {2: torch.export.Dim("h", min=2, max=64), 3: torch.export.Dim("w", min=2, max=64)}}
+    program = torch.onnx.export(Dct().eval(), (x,), dynamo=True, dynamic_shapes=dims, verbose=False)
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in ((1, 2, 11, 14), (1, 2, 7, 20)):  # the second size was never traced
+        y = torch.randn(shape)
+        (got,) = session.run(None, {session.get_inputs()[0].name: y.numpy()})
+        torch.testing.assert_close(torch.from_numpy(got), dct2d(y), rtol=1e-5, atol=1e-5)

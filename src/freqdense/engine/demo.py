@@ -19,7 +19,7 @@ from .train import train
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConstantPredictor", "trivial_predictor", "run_demo"]
+__all__ = ["ConstantPredictor", "trivial_predictor", "write_prediction_panels", "run_demo"]
 
 
 class ConstantPredictor(nn.Module):
@@ -63,8 +63,36 @@ def trivial_predictor(dataset, *, max_samples: int = 200) -> ConstantPredictor:
     )
 
 
+def write_prediction_panels(model: nn.Module, dataset, palette, path: Path, *, num: int = 3) -> Path:
+    """Stack ``num`` validation samples, each as rows image | ground truth | prediction per task."""
+    import numpy as np
+    from PIL import Image
+
+    from ..viz.panels import compose_prediction_panel
+
+    tiles = []
+    for i in range(min(num, len(dataset))):
+        sample = dataset[i]
+        with torch.no_grad():
+            out = model(sample["image"][None])
+        tiles.append(
+            compose_prediction_panel(
+                sample["image"],
+                sample.get("semantic"),
+                out["semantic"][0].argmax(0) if "semantic" in out else None,
+                sample.get("depth"),
+                out["depth"][0] if "depth" in out else None,
+                palette,
+            )
+        )
+    gap = np.full((8, tiles[0].shape[1], 3), 255, dtype=np.uint8)
+    stacked = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=0)
+    Image.fromarray(stacked).save(path)
+    return path
+
+
 def run_demo(cfg: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
-    from ..viz import plot_loss_curves, prediction_panel
+    from ..viz import plot_loss_curves
 
     run_dir = Path(run_dir)
     result = train(cfg, run_dir)
@@ -80,18 +108,7 @@ def run_demo(cfg: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
     trivial = evaluate(trivial_predictor(train_set), task, loader, device=device)
 
     plot_loss_curves(read_jsonl(run_dir / "log.jsonl"), run_dir / "loss_curves.png")
-    batch = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
-    with torch.no_grad():
-        outputs = model(batch["image"])
-    prediction_panel(
-        batch["image"],
-        gt_semantic=batch.get("semantic"),
-        pred_semantic=outputs["semantic"].argmax(1) if "semantic" in outputs else None,
-        gt_depth=batch.get("depth"),
-        pred_depth=outputs.get("depth"),
-        palette=meta["palette"],
-        path=run_dir / "predictions.png",
-    )
+    write_prediction_panels(model, val_set, meta["palette"], run_dir / "predictions.png")
     summary = {"model": best_metrics, "trivial": trivial, "best": result["best"], "final": result["val"]}
     write_json_atomic(run_dir / "metrics.json", {**result, "best_checkpoint": best_metrics, "trivial": trivial})
     return summary

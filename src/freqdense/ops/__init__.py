@@ -1,12 +1,48 @@
-"""Stateless tensor math shared by nn/, losses/ and spectral/."""
+"""Stateless tensor math shared by nn/, losses/ and spectral/: geometry, DCT, FFT spectra, frequency maps."""
 
 from __future__ import annotations
 
+from .dct import dct2d, dct_matrix, idct2d
+from .fft import (
+    fft_frequencies,
+    frequency_shells,
+    onesided_multiplicity,
+    power_profile,
+    power_spectrum2d,
+    shell_reduce,
+    spectrum2d,
+)
+from .frequency import (
+    OneSidedDifferences,
+    forward_gradient_magnitude,
+    gaussian_blur2d,
+    gaussian_kernel1d,
+    gaussian_kernel2d,
+    one_sided_differences,
+    two_sided_gradient_magnitude,
+)
 from .geometry import WarpResult, backproject, project, warp
 
 __all__ = [
+    "OneSidedDifferences",
     "WarpResult",
     "backproject",
+    "dct2d",
+    "dct_matrix",
+    "fft_frequencies",
+    "forward_gradient_magnitude",
+    "frequency_shells",
+    "gaussian_blur2d",
+    "gaussian_kernel1d",
+    "gaussian_kernel2d",
+    "idct2d",
+    "one_sided_differences",
+    "onesided_multiplicity",
+    "power_profile",
+    "power_spectrum2d",
     "project",
+    "shell_reduce",
+    "spectrum2d",
+    "two_sided_gradient_magnitude",
     "warp",
 ]

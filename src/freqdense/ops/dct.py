@@ -22,7 +22,8 @@ __all__ = ["dct_matrix", "dct2d", "idct2d"]
 def _build_dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     # Built in float64 and rounded once, so float32 bases are correctly rounded orthonormal matrices.
     k = torch.arange(n, dtype=torch.float64, device=device)
-    basis = torch.cos(torch.outer(k, 2 * k + 1) * (math.pi / (2 * n))) * math.sqrt(2.0 / n)
+    # (2 / n) ** 0.5 rather than math.sqrt: keeps n symbolic under torch.export, so dynamic-H/W ONNX stays exact.
+    basis = torch.cos(torch.outer(k, 2 * k + 1) * (math.pi / (2 * n))) * (2.0 / n) ** 0.5
     scale = torch.ones(n, 1, dtype=torch.float64, device=device)
     scale[0] = math.sqrt(0.5)
     return (basis * scale).to(dtype)

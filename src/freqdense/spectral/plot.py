@@ -64,7 +64,7 @@ def plot_ce_spectrum(
     fig = _new_figure(10, 7)
     axes = fig.subplots(2, 2)
     panels = [
-        (axes[0, 0], "loss", r"$\mathcal{L}_{ce}(\nu)$", False),
+        (axes[0, 0], "loss", r"$L_{ce}(\nu)$", False),
         (axes[0, 1], "relative_discrepancy", r"$R(\nu_{max})$", False),
         (axes[1, 0], "logit_magnitude", r"$|\hat{y}(\nu)|$ / max", True),
         (axes[1, 1], "label_magnitude", r"$|b(\nu)|$ / max", True),
@@ -78,7 +78,10 @@ def plot_ce_spectrum(
             ax.plot(range(n), y[:n].tolist(), label=name, linewidth=1.2)
         ax.set_xlabel(r"$\nu$" if field != "relative_discrepancy" else r"$\nu_{max}$")
         ax.set_ylabel(ylabel)
-        if field in ("relative_discrepancy", "logit_magnitude", "label_magnitude"):
+        if field == "loss":  # the DC term dwarfs the rest; symlog keeps the negative components visible
+            peak = max(float(getattr(s, field).abs().max()) for s in spectra.values())
+            ax.set_yscale("symlog", linthresh=max(peak * 1e-4, 1e-12))
+        else:
             ax.set_yscale("symlog", linthresh=1e-3)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)

@@ -17,6 +17,7 @@ summed (not averaged) CE over non-void pixels, exactly (up to rounding).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, NamedTuple
 
@@ -77,9 +78,21 @@ def _validate(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> 
 
 
 def _one_hot(labels: torch.Tensor, num_classes: int, ignore_index: int, dtype: torch.dtype) -> torch.Tensor:
+    # (B, C, H, W) contiguous one-hot in one scatter; void pixels get an all-zero row.
     valid = labels != ignore_index
-    b = F.one_hot(torch.where(valid, labels, 0), num_classes).permute(0, 3, 1, 2).to(dtype)
-    return b * valid[:, None].to(dtype)
+    index = torch.where(valid, labels, 0)[:, None]
+    out = torch.zeros(labels.shape[0], num_classes, *labels.shape[1:], dtype=dtype, device=labels.device)
+    return out.scatter_(1, index, valid[:, None].to(dtype))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_shells(
+    h: int, w: int, shells: str, units: str, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    idx = frequency_shells((h, w), shells=shells, units=units, onesided=True, device=device)  # type: ignore[arg-type]
+    mult = onesided_multiplicity(w, dtype=dtype, device=device)
+    # The one-sided half-plane holds every |k_y| and |k_x|, so its largest shell is the full plane's.
+    return idx, mult, int(idx.max()) + 1
 
 
 def ce_spectrum(
@@ -95,7 +108,8 @@ def ce_spectrum(
 
     Void pixels drop out exactly: their one-hot rows are zero and their negative log-probabilities are set to 0
     before the transform, so neither the total nor any single ``L_ce(nu)`` depends on the logits there.
-    Differentiable w.r.t. ``logits`` (used by :func:`freqdense.spectral.gradient.spectral_gradient`).
+    ``loss`` and ``ce`` are differentiable w.r.t. ``logits`` (used by
+    :func:`freqdense.spectral.gradient.spectral_gradient`); the magnitude profiles are computed without autograd.
 
     Frequencies are integers in cycles per image. Non-square maps: ``units="index"`` (default) keeps cycles per
     image on each axis, so a square shell ``nu`` holds ``|k_y| <= nu`` and ``|k_x| <= nu``; ``"shorter_side"``
@@ -121,25 +135,34 @@ def ce_spectrum(
         True
     """
     _validate(logits, labels, ignore_index)
+    labels = labels.to(logits.device)
     if dtype not in (torch.float32, torch.float64):
         raise ConfigError(f"ce_spectrum dtype must be torch.float32 or torch.float64, got {dtype}")
-    bsz, num_classes, h, w = logits.shape
+    num_classes, (h, w) = logits.shape[1], logits.shape[-2:]
     with torch.autocast(device_type=logits.device.type, enabled=False):
         valid = labels != ignore_index
-        neg_log_p = -F.log_softmax(logits.to(dtype), dim=1) * valid[:, None].to(dtype)
+        track = torch.is_grad_enabled() and logits.requires_grad
+        log_p = F.log_softmax(logits.to(dtype), dim=1)
+        neg_log_p = -log_p if track else log_p.neg_()  # in place only when autograd does not need log_p
+        if not bool(valid.all()):
+            neg_log_p = neg_log_p.masked_fill(~valid[:, None], 0.0)
         one_hot = _one_hot(labels, num_classes, ignore_index, dtype)
-        ce = (one_hot * neg_log_p).sum(dim=(1, 2, 3))
+        ce = neg_log_p.gather(1, torch.where(valid, labels, 0)[:, None]).sum(dim=(1, 2, 3))
         b = spectrum2d(one_hot, onesided=True, dtype=dtype)
         n = spectrum2d(neg_log_p, onesided=True, dtype=dtype)
-        idx = frequency_shells((h, w), shells=shells, units=units, onesided=True, device=logits.device)
-        mult = onesided_multiplicity(w, dtype=dtype, device=logits.device)
-        num_shells = int(frequency_shells((h, w), shells=shells, units=units).max()) + 1
-        # Re(conj(b) n), summed over classes; the imaginary part cancels over each (Hermitian-symmetric) shell.
+        if torch.compiler.is_compiling():
+            idx, mult, num_shells = _cached_shells.__wrapped__(h, w, shells, units, dtype, logits.device)
+        else:
+            idx, mult, num_shells = _cached_shells(h, w, shells, units, dtype, logits.device)
+        # Re(conj(b) n) summed over classes; the imaginary part cancels over each (Hermitian-symmetric) shell.
         cross = (b.real * n.real + b.imag * n.imag).sum(dim=1) / (h * w)
         loss = shell_reduce(cross, idx, num_shells=num_shells, weights=mult)
-        label_mag = shell_reduce(b.abs().mean(dim=1), idx, num_shells=num_shells, weights=mult, reduce="mean")
-        logit_mag = shell_reduce(n.abs().mean(dim=1), idx, num_shells=num_shells, weights=mult, reduce="mean")
-        shell_size = shell_reduce(torch.ones_like(cross[0]), idx, num_shells=num_shells, weights=mult)
+        with torch.no_grad():  # diagnostics only
+            b_mag = torch.linalg.vector_norm(torch.view_as_real(b), dim=-1).mean(dim=1)
+            n_mag = torch.linalg.vector_norm(torch.view_as_real(n), dim=-1).mean(dim=1)
+            label_mag = shell_reduce(b_mag, idx, num_shells=num_shells, weights=mult, reduce="mean")
+            logit_mag = shell_reduce(n_mag, idx, num_shells=num_shells, weights=mult, reduce="mean")
+            shell_size = shell_reduce(torch.ones_like(mult).expand(h, -1), idx, num_shells=num_shells, weights=mult)
     return CESpectrum(
         loss=loss,
         label_magnitude=label_mag,
@@ -190,9 +213,7 @@ def label_energy_spectrum(
     one_hot = _one_hot(labels, num_classes, ignore_index, torch.float64)
     b = spectrum2d(one_hot, onesided=True, dtype=torch.float64)
     energy = (b.real.square() + b.imag.square()).sum(dim=1) / (h * w)
-    idx = frequency_shells((h, w), shells=shells, units=units, onesided=True, device=labels.device)
-    num_shells = int(frequency_shells((h, w), shells=shells, units=units).max()) + 1
-    mult = onesided_multiplicity(w, device=labels.device)
+    idx, mult, num_shells = _cached_shells(h, w, shells, units, torch.float64, labels.device)
     return shell_reduce(energy, idx, num_shells=num_shells, weights=mult)
 
 

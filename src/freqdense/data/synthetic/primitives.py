@@ -57,6 +57,9 @@ class Sphere:
         c = np.asarray(self.center)
         return c - self.radius, c + self.radius
 
+    def bounding_spheres(self) -> list[tuple[np.ndarray, float]]:
+        return [(np.asarray(self.center, dtype=np.float64), float(self.radius))]
+
 
 @dataclass(frozen=True)
 class Cylinder:
@@ -118,6 +121,16 @@ class Cylinder:
             np.array([self.center_x + r, self.y1, self.center_z + r]),
         )
 
+    def bounding_spheres(self) -> list[tuple[np.ndarray, float]]:
+        """Spheres covering the cylinder; tall thin ones get a stack of small spheres (tight culling)."""
+        height = self.y1 - self.y0
+        count = max(1, min(12, int(np.ceil(height / max(4 * self.radius, 0.25)))))
+        step = height / count
+        radius = float(np.hypot(step / 2, self.radius))
+        return [
+            (np.array([self.center_x, self.y0 + (i + 0.5) * step, self.center_z]), radius) for i in range(count)
+        ]
+
 
 @dataclass(frozen=True)
 class Box:
@@ -176,6 +189,16 @@ class Box:
         extent = np.abs(self.rotation) @ np.asarray(self.half_size)
         c = np.asarray(self.center)
         return c - extent, c + extent
+
+    def bounding_spheres(self) -> list[tuple[np.ndarray, float]]:
+        """Spheres covering the box; tall thin boxes (table legs) get a stack of small spheres."""
+        hx, hy, hz = self.half_size
+        width = max(hx, hz)
+        count = max(1, min(12, int(np.ceil(hy / max(2 * width, 0.125)))))
+        step = 2 * hy / count
+        radius = float(np.sqrt(hx * hx + hz * hz + (step / 2) ** 2))
+        c = np.asarray(self.center, dtype=np.float64)
+        return [(c + np.array([0.0, -hy + (i + 0.5) * step, 0.0]), radius) for i in range(count)]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the object's bounding sphere. Thin poles and small objects are therefore almost 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -138,18 +139,13 @@ def trace(scene: Scene, origin: np.ndarray, dirs: np.ndarray, *, cull: GridCull 
     return Hits(t.reshape(shape), surface.reshape(shape))
 
 
-def _instance_groups(scene: Scene) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
-    """Objects grouped by instance (a table's top and legs): union bounds and member indices."""
+def _instance_groups(scene: Scene, objects: Sequence[int] | None = None) -> list[tuple[list, list[int]]]:
+    """Objects grouped by instance (a table's top and legs): bounding spheres of all members and members."""
     groups: dict[int, list[int]] = {}
     for k, obj in enumerate(scene.objects):
-        groups.setdefault(obj.instance, []).append(k)
-    out = []
-    for members in groups.values():
-        bounds = [scene.objects[k].primitive.bounds() for k in members]
-        lo = np.min([b[0] for b in bounds], axis=0)
-        hi = np.max([b[1] for b in bounds], axis=0)
-        out.append((lo, hi, members))
-    return out
+        if objects is None or k in objects:
+            groups.setdefault(obj.instance, []).append(k)
+    return [([s for k in members for s in scene.objects[k].primitive.bounding_spheres()], members) for members in groups.values()]
 
 
 class _ChunkCones:
@@ -165,46 +161,54 @@ class _ChunkCones:
         m = -(-n // chunk)
         padded = np.concatenate([unit_dirs, np.repeat(unit_dirs[:, -1:], m * chunk - n, axis=1)], axis=1) if n else unit_dirs
         grouped = padded.reshape(3, m, chunk)
-        axis = grouped.mean(axis=2)
-        axis /= np.maximum(np.sqrt((axis * axis).sum(axis=0)), _F32(1e-12))[None]
-        cos_min = np.einsum("km,kmc->mc", axis, grouped).min(axis=1)
+        # Any axis gives a valid bounding cone; first + middle + last is cheap and central enough.
+        axis = grouped[:, :, 0] + grouped[:, :, chunk // 2] + grouped[:, :, -1]
+        axis /= np.maximum(np.sqrt(axis[0] * axis[0] + axis[1] * axis[1] + axis[2] * axis[2]), _F32(1e-12))[None]
+        cos = axis[0][:, None] * grouped[0] + axis[1][:, None] * grouped[1] + axis[2][:, None] * grouped[2]
+        cos_min = cos.min(axis=1)
         self.axis = axis
         self.angle = np.arccos(np.clip(cos_min, -1.0, 1.0)) + _F32(1e-4)
 
-    def candidates(self, origin: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
-        """Ray indices in chunks whose cone meets the box's bounding-sphere cone (None: all rays)."""
-        center, radius = 0.5 * (lo + hi), 0.5 * float(np.linalg.norm(hi - lo))
-        to_center = center - origin
-        dist = float(np.linalg.norm(to_center))
-        if dist <= radius * 1.001:
-            return None
-        w = (to_center / dist).astype(_F32)
-        half_angle = _F32(np.arcsin(min(1.0, radius / dist)))
-        cos_between = np.clip(w @ self.axis, -1.0, 1.0)
-        hit = np.nonzero(np.arccos(cos_between) <= self.angle + half_angle)[0]
-        idx = (hit[:, None] * self.chunk + np.arange(self.chunk)[None, :]).reshape(-1)
+    def candidates(self, origin: np.ndarray, spheres: list[tuple[np.ndarray, float]]) -> np.ndarray | None:
+        """Ray indices in chunks whose cone meets the cone of any bounding sphere (None: all rays)."""
+        hit = np.zeros(self.axis.shape[1], dtype=bool)
+        for center, radius in spheres:
+            to_center = center - origin
+            dist = float(np.linalg.norm(to_center))
+            if dist <= radius * 1.001:
+                return None
+            w = (to_center / dist).astype(_F32)
+            half_angle = _F32(np.arcsin(min(1.0, radius / dist)))
+            hit |= np.arccos(np.clip(w @ self.axis, -1.0, 1.0)) <= self.angle + half_angle
+        chunks = np.nonzero(hit)[0]
+        idx = (chunks[:, None] * self.chunk + np.arange(self.chunk)[None, :]).reshape(-1)
         return idx[idx < self.n]
 
 
-def occluded(scene: Scene, light: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Whether the segment from ``light`` to each point (3, N) is blocked by an object (shadow rays)."""
+def occluded(scene: Scene, light: np.ndarray, points: np.ndarray, objects: Sequence[int] | None = None) -> np.ndarray:
+    """Whether the segment from ``light`` to each point (3, N) is blocked by an object (shadow rays).
+
+    ``objects`` restricts the occluders to these object indices (default: all).
+    """
     light = np.asarray(light, dtype=np.float64)
     dirs = points - light.astype(_F32)[:, None]  # t = 1 at the point itself
-    unit = _unit(dirs)
-    chunks = _ChunkCones(unit)
+    chunks = _ChunkCones(_unit(dirs))
     blocked = np.zeros(points.shape[1], dtype=bool)
-    everyone = np.arange(points.shape[1])
-    for lo, hi, members in _instance_groups(scene):
-        group_idx = chunks.candidates(light, lo, hi)
-        group_idx = everyone if group_idx is None else group_idx
+    for spheres, members in _instance_groups(scene, objects):
+        idx = chunks.candidates(light, spheres)
+        idx = np.nonzero(~blocked)[0] if idx is None else idx[~blocked[idx]]
+        if idx.size == 0:
+            continue
+        group_dirs = dirs[:, idx]
+        hit = np.zeros(idx.size, dtype=bool)
         for k in members:
-            idx = group_idx[~blocked[group_idx]]
-            if idx.size:
-                sub = _cone_candidates(light, unit[:, idx], *scene.objects[k].primitive.bounds())
-                idx = idx if sub is None else idx[sub]
-            if idx.size == 0:
-                continue
-            t_hit = scene.objects[k].primitive.intersect(light, dirs[:, idx])
+            prim = scene.objects[k].primitive
+            sub = np.nonzero(~hit)[0] if len(members) > 1 else slice(None)
+            t_hit = prim.intersect(light, group_dirs[:, sub])
             # The lit point's own surface is hit at t = 1; only hits clearly before it cast a shadow.
-            blocked[idx[t_hit < 1.0 - 1e-3]] = True
+            if len(members) > 1:
+                hit[sub[t_hit < 1.0 - 1e-3]] = True
+            else:
+                hit = t_hit < 1.0 - 1e-3
+        blocked[idx[hit]] = True
     return blocked

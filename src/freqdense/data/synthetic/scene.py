@@ -231,7 +231,8 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
         if not tables:
             return None
         x, z, hw, hd, yaw, top_y = tables[int(rng.integers(0, len(tables)))]
-        lx, lz = rng.uniform(-hw + extent, hw - extent), rng.uniform(-hd + extent, hd - extent)
+        ex, ez = max(hw - extent, 0.0), max(hd - extent, 0.0)
+        lx, lz = rng.uniform(-ex, ex), rng.uniform(-ez, ez)
         c, s = math.cos(yaw), math.sin(yaw)
         return x + c * lx + s * lz, z - s * lx + c * lz, top_y
 

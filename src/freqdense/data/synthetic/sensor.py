@@ -110,9 +110,15 @@ def simulate_sensor_depth(
             gap = fb * (1.0 / np.maximum(right, 1e-6) - 1.0 / zz)
             shadow |= (right < zz - 0.05) & (gap >= k - 0.5)
         p_keep *= np.where(shadow, 1.0 - min(1.0, 0.9 * holes), 1.0)
-        # Mixed pixels on both sides of depth discontinuities.
-        lo, hi = _neighbourhood(np.where(valid, z, 0.0), np.min), _neighbourhood(z, np.max)
-        edge = (hi - lo) > 0.05 * z + 0.05
+        # Mixed pixels on both sides of depth discontinuities. Inverse depth is affine in the image on a
+        # plane, so its second differences flag discontinuities but not slanted surfaces.
+        inv = np.where(valid, 1.0 / np.maximum(z, 1e-6), 0.0)
+        padded = np.pad(inv, 1, mode="edge")
+        curvature = np.zeros((h, w))
+        for (ay, ax), (by, bx) in (((0, 1), (2, 1)), ((1, 0), (1, 2)), ((0, 0), (2, 2)), ((0, 2), (2, 0))):
+            second = padded[ay : ay + h, ax : ax + w] + padded[by : by + h, bx : bx + w] - 2.0 * inv
+            curvature = np.maximum(curvature, np.abs(second))
+        edge = curvature > 0.05 * inv
         p_keep *= np.where(edge, 1.0 - min(1.0, 0.4 * holes), 1.0)
         p_dark = np.clip((0.1 - luminance) / 0.05, 0.0, 1.0) * holes
         p_grazing = np.clip((0.2 - cos_view) / 0.15, 0.0, 1.0) * holes
