@@ -48,14 +48,20 @@ def main() -> None:
             group_time[group] += time.perf_counter() - t0
 
     raw = _rate(SyntheticScenes(split="train", size=size, num_samples=args.num), args.num)
-    seg = _rate(SyntheticScenes(split="val", size=size, num_samples=args.num, modalities=("image", "semantic", "depth")), args.num)
+    seg = _rate(
+        SyntheticScenes(split="val", size=size, num_samples=args.num, modalities=("image", "semantic", "depth")),
+        args.num,
+    )
     with tempfile.TemporaryDirectory() as cache:
         cached = SyntheticScenes(split="test", size=size, num_samples=args.num, cache_dir=cache)
         fill = _rate(cached, args.num)
         load = max(_rate(cached, args.num) for _ in range(3))
 
     print(f"synthetic scenes at {size[0]}x{size[1]}, 3x3 supersampling, {args.num} samples, single process")
-    print("  per-sample rendering time by modality group: " + ", ".join(f"{k} {1e3 * v / args.num:.1f} ms" for k, v in group_time.items()))
+    print(
+        "  per-sample rendering time by modality group: "
+        + ", ".join(f"{k} {1e3 * v / args.num:.1f} ms" for k, v in group_time.items())
+    )
     print(f"  raw rendering, all modalities        : {raw:7.1f} samples/s")
     print(f"  raw rendering, image+semantic+depth  : {seg:7.1f} samples/s")
     print(f"  first pass through the cache (render + write): {fill:7.1f} samples/s")

@@ -14,9 +14,8 @@ import torch
 
 from freqdense.data import DATASETS, create_dataset
 from freqdense.data.sample import IGNORE_INDEX
-from freqdense.data.synthetic import CLASSES, PALETTE, SyntheticConfig, SyntheticScenes, synthesize
+from freqdense.data.synthetic import CLASSES, PALETTE, SyntheticConfig, SyntheticScenes, storage, synthesize
 from freqdense.data.synthetic import dataset as dataset_module
-from freqdense.data.synthetic import storage
 from freqdense.data.validate import validate_sample
 from freqdense.errors import ConfigError, DataError
 
@@ -46,7 +45,8 @@ def test_sample_contract(sample):
     expected = {
         "image": ((3, H, W), torch.float32), "semantic": ((H, W), torch.int64), "depth": ((1, H, W), torch.float32),
         "depth_valid": ((1, H, W), torch.bool), "intrinsics": ((3, 3), torch.float32),
-        "image_right": ((3, H, W), torch.float32), "pose_right": ((4, 4), torch.float32), "baseline": ((), torch.float32),
+        "image_right": ((3, H, W), torch.float32), "pose_right": ((4, 4), torch.float32),
+        "baseline": ((), torch.float32),
         "image_prev": ((3, H, W), torch.float32), "image_next": ((3, H, W), torch.float32),
         "pose_prev": ((4, 4), torch.float32), "pose_next": ((4, 4), torch.float32),
         "sensor_depth": ((1, H, W), torch.float32), "sensor_flow": ((2, H, W), torch.float32),
@@ -86,7 +86,9 @@ def test_every_class_and_the_ignore_label_occur():
 def test_modalities_restrict_keys_and_rendering(monkeypatch):
     rendered = []
     original = dataset_module.render_group
-    monkeypatch.setattr(dataset_module, "render_group", lambda group, *a, **k: rendered.append(group) or original(group, *a, **k))
+    monkeypatch.setattr(
+        dataset_module, "render_group", lambda group, *a, **k: rendered.append(group) or original(group, *a, **k)
+    )
     s = SyntheticScenes(size=SIZE, num_samples=1, modalities=("image", "semantic", "depth"))[0]
     assert set(s) == {"image", "semantic", "depth", "depth_valid", "intrinsics", "meta"}
     assert rendered == ["target"]
@@ -110,13 +112,16 @@ def test_determinism_in_process_and_across_processes():
     first = _digest(ds[2])
     assert _digest(SyntheticScenes(split="test", size=SIZE, num_samples=3)[2]) == first
     code = (
-        "import hashlib, sys, random; random.seed(123); import numpy as np; np.random.seed(7); import torch; torch.manual_seed(5);"
+        "import sys, random; random.seed(123); import numpy as np; np.random.seed(7);"
+        "import torch; torch.manual_seed(5);"
         "sys.path.insert(0, sys.argv[1]); from test_synthetic_dataset import _digest;"
         "from freqdense.data.synthetic import SyntheticScenes;"
         f"print(_digest(SyntheticScenes(split='test', size={SIZE}, num_samples=3)[2]))"
     )
     env = dict(os.environ, PYTHONHASHSEED="99")
-    out = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(__file__)], capture_output=True, text=True, env=env, check=True
+    )
     assert out.stdout.strip() == first
 
 
@@ -229,8 +234,8 @@ def test_factory_transform_is_applied_last(tmp_path):
         seen.append(set(s))
         return {**s, "flag": True}
 
-    ds = create_dataset("synthetic", split="val", size=SIZE, num_samples=1, cache_dir=str(tmp_path), transform=transform,
-                        modalities=("image",))  # fmt: skip
+    kwargs = {"split": "val", "size": SIZE, "num_samples": 1, "cache_dir": str(tmp_path), "modalities": ("image",)}
+    ds = create_dataset("synthetic", transform=transform, **kwargs)
     assert ds[0]["flag"] and seen == [{"image", "intrinsics", "meta"}]
 
 

@@ -179,7 +179,9 @@ def test_stereo_disparity_equals_focal_times_baseline_over_depth(clean_samples):
         depth = s["depth"][0]
         fx = s["intrinsics"][0, 0]
         disparity = fx * s["baseline"] / depth.clamp_min(1e-6)
-        ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij"
+        )
         x_right = xs - disparity
         grid = torch.stack([2 * x_right / (W - 1) - 1, 2 * ys / (H - 1) - 1], -1)[None]
         # Geometry: the right camera sees the same point (same z) at x - f b / z, same row.
@@ -192,7 +194,8 @@ def test_stereo_disparity_equals_focal_times_baseline_over_depth(clean_samples):
         warped = F.grid_sample(s["image_right"][None], grid, align_corners=True, padding_mode="border")[0]
         err = (warped - s["image"]).abs().mean(0)[keep]
         wrong = F.grid_sample(
-            s["image_right"][None], torch.stack([2 * (xs - 0.6 * disparity) / (W - 1) - 1, grid[0, ..., 1]], -1)[None],
+            s["image_right"][None],
+            torch.stack([2 * (xs - 0.6 * disparity) / (W - 1) - 1, grid[0, ..., 1]], -1)[None],
             align_corners=True,
         )[0]
         assert err.median() < 0.01
@@ -219,7 +222,9 @@ def test_depth_discontinuities_are_surface_and_label_boundaries():
             assert np.all(sid[tuple(a)][jump] != sid[tuple(b)][jump])
             edges += int(jump.sum())
             label_changes += int((lab[tuple(a)] != lab[tuple(b)])[jump].sum())
-            flat_label_edges += int(((lab[tuple(a)] != lab[tuple(b)]) & both & ~jump & (np.abs(da - db) < 0.01 * da)).sum())
+            flat_label_edges += int(
+                ((lab[tuple(a)] != lab[tuple(b)]) & both & ~jump & (np.abs(da - db) < 0.01 * da)).sum()
+            )
     assert edges > 50
     # Occlusion boundaries are label boundaries except where an object occludes another of its class.
     assert label_changes / edges > 0.85
@@ -229,8 +234,12 @@ def test_depth_discontinuities_are_surface_and_label_boundaries():
 
 def test_same_scene_at_any_resolution():
     config = SyntheticConfig()
-    small = SyntheticScenes(split="test", config=config, size=(16, 24), num_samples=1, modalities=("semantic", "depth"))[0]
-    big = SyntheticScenes(split="test", config=config, size=(48, 72), num_samples=1, modalities=("semantic", "depth"))[0]
+    small = SyntheticScenes(
+        split="test", config=config, size=(16, 24), num_samples=1, modalities=("semantic", "depth")
+    )[0]
+    big = SyntheticScenes(split="test", config=config, size=(48, 72), num_samples=1, modalities=("semantic", "depth"))[
+        0
+    ]
     # Pixel centre x of the small image is pixel 3 x + 1 of the 3x larger one (centres at integers).
     torch.testing.assert_close(big["depth"][:, 1::3, 1::3], small["depth"], rtol=1e-5, atol=0)
     assert torch.equal(big["semantic"][1::3, 1::3], small["semantic"])
@@ -249,7 +258,9 @@ def test_camera_rotation_convention():
     "config",
     [
         SyntheticConfig(),
-        SyntheticConfig(min_objects=20, max_objects=40, max_poles=12, max_pictures=10, camera_speed=4.0, unlabeled_fraction=1.0),
+        SyntheticConfig(
+            min_objects=20, max_objects=40, max_poles=12, max_pictures=10, camera_speed=4.0, unlabeled_fraction=1.0
+        ),
         SyntheticConfig(min_objects=0, max_objects=0, max_poles=0, max_pictures=0, unlabeled_fraction=0.0),
     ],
     ids=["default", "crowded", "empty"],

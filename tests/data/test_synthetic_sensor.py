@@ -15,7 +15,9 @@ EXACT = dict(sensor_noise=0.0, sensor_holes=0.0, sensor_quantization=False)
 
 
 def _samples(num=3, **knobs):
-    ds = SyntheticScenes(split="val", config=SyntheticConfig(**knobs), size=SIZE, num_samples=num, modalities=("depth", "sensor"))
+    ds = SyntheticScenes(
+        split="val", config=SyntheticConfig(**knobs), size=SIZE, num_samples=num, modalities=("depth", "sensor")
+    )
     return [ds[i] for i in range(num)]
 
 
@@ -42,7 +44,7 @@ def _interior(depth: torch.Tensor, radius: int = 2) -> torch.Tensor:
     ok = torch.zeros_like(inv, dtype=torch.bool)
     ok[1:-1, 1:-1] = flat & (depth[1:-1, 1:-1] > 0)
     ok = -F.max_pool2d(-ok[None, None].float(), 2 * radius + 1, 1, radius)[0, 0] > 0.5
-    ok[:radius + 1] = ok[-radius - 1 :] = False
+    ok[: radius + 1] = ok[-radius - 1 :] = False
     ok[:, : radius + 1] = ok[:, -radius - 1 :] = False
     return ok
 
@@ -69,7 +71,10 @@ def test_sensor_depth_images_the_point_seen_at_p_plus_flow():
         assert flow.abs().max() > 0.2  # the default misalignment is not negligible
         keep = _interior(s["depth"][0])[None] & (s["sensor_depth"] > 0)  # flow is < 2 px at this size
         assert keep.float().mean() > 0.3
-        rel = lambda f: ((s["sensor_depth"] - _sample_at(s["depth"], f)).abs() / s["sensor_depth"].clamp_min(1e-3))[keep]  # noqa: E731
+
+        def rel(f: torch.Tensor, s=s, keep=keep) -> torch.Tensor:
+            return ((s["sensor_depth"] - _sample_at(s["depth"], f)).abs() / s["sensor_depth"].clamp_min(1e-3))[keep]
+
         recorded = rel(flow)
         # Bilinear interpolation of depth on planes: tiny error at the recorded flow...
         assert recorded.median() < 5e-4 and recorded.mean() < 1e-3
@@ -128,9 +133,9 @@ def test_holes_at_depth_edges_dark_surfaces_and_out_of_range():
 
 
 def test_dark_surfaces_lose_depth():
-    from freqdense.data.synthetic.render import surface_attributes
-    from freqdense.data.synthetic.raycast import trace
     from freqdense.data.synthetic.camera import intrinsics, pixel_directions
+    from freqdense.data.synthetic.raycast import trace
+    from freqdense.data.synthetic.render import surface_attributes
     from freqdense.data.synthetic.scene import generate_scene
 
     config = SyntheticConfig(dark_fraction=0.5, sensor_noise=0.0)

@@ -77,7 +77,9 @@ def test_sampled_materials_follow_the_mix_and_the_frequency_knob():
     assert all(lo <= m.frequency <= hi for m in materials)
     doubled = SyntheticConfig(texture_mix={"fine": 1.0}, texture_frequency=2.0)
     rng = np.random.default_rng(0)
-    assert [sample_material(rng, doubled).frequency for _ in range(50)] == pytest.approx([2 * m.frequency for m in materials])
+    assert [sample_material(rng, doubled).frequency for _ in range(50)] == pytest.approx(
+        [2 * m.frequency for m in materials]
+    )
     mixed = SyntheticConfig()
     rng = np.random.default_rng(1)
     kinds = {sample_material(rng, mixed).kind for _ in range(200)}

@@ -68,6 +68,12 @@ def test_train_resume_eval_predict_export(tmp_path, write_config, monkeypatch, c
     assert np.load(tmp_path / "pred" / "im1_depth.npy").shape[-2:] == (40, 56)
     assert (tmp_path / "pred" / "im1_depth.png").is_file()
 
+    # analyze: the CE spectrum of the trained model sums to its cross-entropy (paper 004 Eq. 10)
+    out = tmp_path / "spectrum"
+    assert main(["analyze", "spectrum", str(run_a), "--num", "3", "--out", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert any(name.endswith(".json") for name in written) and any(name.endswith(".png") for name in written)
+
     # export: ONNX checked against onnxruntime inside the command
     pytest.importorskip("onnxruntime")
     assert main(["export", str(run_a), "--out", str(tmp_path / "model.onnx")]) == 0
@@ -99,3 +105,10 @@ def test_wrong_tensor_shape_at_model_entry_is_named():
     model = create_model("multitask_baseline", backbone="resnet18", num_classes=3, backbone_kwargs={"base_width": 8})
     with pytest.raises(ShapeError, match="image"):
         model(torch.zeros(1, 4, 32, 32))
+
+
+def test_bf16_autocast_training_runs(tmp_path, write_config):
+    cfg = write_config(**{"schedule.total_steps": 2, "eval.every": 0})
+    assert main(["train", str(cfg), "--out", str(tmp_path / "bf16"), "train.amp=bf16"]) == 0
+    metrics = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["val"]["depth/rmse"] > 0

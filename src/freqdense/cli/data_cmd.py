@@ -27,7 +27,9 @@ def _parse_mix(text: str) -> dict[str, float]:
         pairs = [item.split("=") for item in text.split(",") if item]
         return {k.strip(): float(v) for k, v in pairs}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--texture-mix wants kind=weight,... (e.g. flat=1,fine=2), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--texture-mix wants kind=weight,... (e.g. flat=1,fine=2), got {text!r}"
+        ) from None
 
 
 def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +45,9 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
             help_text = f"weights kind=w,... over {', '.join(TEXTURE_KINDS)}"
             group.add_argument(flag, dest=f.name, type=_parse_mix, default=None, metavar="KIND=W,...", help=help_text)
         elif isinstance(default, bool):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f"[{default}]")
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f"[{default}]"
+            )
         else:
             group.add_argument(flag, dest=f.name, type=type(default), default=None, metavar="N", help=f"[{default}]")
 
@@ -52,7 +56,9 @@ def _config_from_args(args: argparse.Namespace):
     from ..data.synthetic.config import SyntheticConfig
 
     overrides = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticConfig) if getattr(args, f.name, None) is not None
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(SyntheticConfig)
+        if getattr(args, f.name, None) is not None
     }
     return SyntheticConfig.from_dict(overrides)
 
@@ -72,7 +78,13 @@ def run_synth(args: argparse.Namespace) -> int:
             log.info("%d/%d samples (%.1f s)", done, total, time.perf_counter() - start)
 
     out = synthesize(
-        args.out, num_samples=args.num, split=args.split, size=tuple(args.size), seed=args.seed, config=config, progress=progress
+        args.out,
+        num_samples=args.num,
+        split=args.split,
+        size=tuple(args.size),
+        seed=args.seed,
+        config=config,
+        progress=progress,
     )
     sys.stdout.write(f"wrote {args.num} {args.split} samples to {out} in {time.perf_counter() - start:.1f} s\n")
     return 0
@@ -82,7 +94,12 @@ def run_panel(args: argparse.Namespace) -> int:
     from ..data.synthetic.panel import render_panel
 
     path = render_panel(
-        args.out, num_samples=args.num, split=args.split, size=tuple(args.size), seed=args.seed, config=_config_from_args(args)
+        args.out,
+        num_samples=args.num,
+        split=args.split,
+        size=tuple(args.size),
+        seed=args.seed,
+        config=_config_from_args(args),
     )
     sys.stdout.write(f"wrote {path}\n")
     return 0
@@ -106,7 +123,9 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
 
 def _register_panel(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "panel", help="write the README sample panel (PNG)", description="Render a grid of every modality of a few samples."
+        "panel",
+        help="write the README sample panel (PNG)",
+        description="Render a grid of every modality of a few samples.",
     )
     p.add_argument("--out", required=True, help="PNG path, e.g. docs/images/synthetic_panel.png")
     p.add_argument("--num", type=int, default=3, help="rows (samples)")

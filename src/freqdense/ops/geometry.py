@@ -71,7 +71,9 @@ def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
     return torch.cat([points, torch.ones_like(points[:, :1])], dim=1)
 
 
-def _project_pixels(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _project_pixels(
+    points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     if points.dim() == 4:
         points = points.reshape(points.shape[0], points.shape[1], -1)
     check_shape(points, "B C N", name="points", C=4)

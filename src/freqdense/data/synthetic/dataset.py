@@ -33,7 +33,14 @@ MODALITIES: dict[str, tuple[str, ...]] = {
     "temporal": ("image_prev", "image_next", "pose_prev", "pose_next"),
     "sensor": ("sensor_depth", "sensor_flow"),
 }
-_GROUP_OF_MODALITY = {"image": "target", "semantic": "target", "depth": "target", "stereo": "stereo", "temporal": "temporal", "sensor": "sensor"}
+_GROUP_OF_MODALITY = {
+    "image": "target",
+    "semantic": "target",
+    "depth": "target",
+    "stereo": "stereo",
+    "temporal": "temporal",
+    "sensor": "sensor",
+}
 _MODALITY_OF_KEY = {key: name for name, keys in MODALITIES.items() for key in keys}
 
 #: Samples per split when ``num_samples`` is not given.
@@ -73,7 +80,9 @@ def _check_size(size: Any) -> tuple[int, int]:
     return h, w
 
 
-def decode(record: Mapping[str, np.ndarray], modalities: tuple[str, ...], K: np.ndarray, meta: dict[str, Any]) -> Sample:
+def decode(
+    record: Mapping[str, np.ndarray], modalities: tuple[str, ...], K: np.ndarray, meta: dict[str, Any]
+) -> Sample:
     """Encoded record arrays -> a Sample dict with the documented dtypes (see ``data/sample.py``)."""
     sample: Sample = {}
     keys = [k for m in modalities for k in MODALITIES[m]]
@@ -169,7 +178,11 @@ class SyntheticScenes(Dataset):
                 f"write more with `freqdense data synth --out {self.root} --split {split} --num {num_samples}`"
             )
         self.num_samples = num_samples
-        self.cache = SampleCache(cache_dir, self.config, self.size, self.seed) if cache_dir is not None and root is None else None
+        self.cache = (
+            SampleCache(cache_dir, self.config, self.size, self.seed)
+            if cache_dir is not None and root is None
+            else None
+        )
         self.K = intrinsics(self.size[0], self.size[1], self.config.hfov_deg)
         self.groups = tuple(dict.fromkeys(_GROUP_OF_MODALITY[m] for m in self.modalities))
 
@@ -206,7 +219,9 @@ class SyntheticScenes(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         if not -self.num_samples <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for synthetic {self.split} split of {self.num_samples} samples")
+            raise IndexError(
+                f"index {index} out of range for synthetic {self.split} split of {self.num_samples} samples"
+            )
         index = int(index) % self.num_samples
         meta = {"id": self.sample_id(index), "index": index, "split": self.split}
         sample = decode(self.record(index), self.modalities, self.K, meta)
@@ -297,7 +312,9 @@ def synthetic(
                 f"synthetic root={str(root)!r} was written with other settings: {', '.join(clash)}; drop those "
                 "arguments (the directory's own are used) or write a new directory with `freqdense data synth`"
             )
-        return SyntheticScenes(split=split, root=root, num_samples=num_samples, modalities=modalities, transform=transform)
+        return SyntheticScenes(
+            split=split, root=root, num_samples=num_samples, modalities=modalities, transform=transform
+        )
     resolved_cache = None
     if cache:
         resolved_cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -59,7 +59,11 @@ def render_panel(
 
     dataset = SyntheticScenes(split=split, config=config, size=size, seed=seed, num_samples=num_samples)
     h, w = size
-    fig = Figure(figsize=(len(_COLUMNS) * w / 60, num_samples * h / 60 + 0.9), dpi=dpi)
+    cell_w = 2.0  # inches per image column
+    cell_h = cell_w * h / w
+    title_in, legend_in = 0.3, 0.55
+    fig_h = num_samples * cell_h * 1.04 + title_in + legend_in
+    fig = Figure(figsize=(len(_COLUMNS) * cell_w * 1.04, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(num_samples, len(_COLUMNS), squeeze=False)
     for row in range(num_samples):
@@ -80,7 +84,9 @@ def render_panel(
     handles = [Patch(color=np.array(c) / 255, label=name) for name, c in zip(CLASSES, PALETTE)]
     handles.append(Patch(color="black", label="ignore (255) / no depth"))
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.16, wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(
+        left=0.005, right=0.995, top=1 - title_in / fig_h, bottom=legend_in / fig_h, wspace=0.04, hspace=0.04
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", pad_inches=0.05)

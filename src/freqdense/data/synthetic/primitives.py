@@ -104,9 +104,9 @@ class Cylinder:
         rho = np.maximum(rho, _f(1e-12))
         mid = _f(0.5 * (self.y0 + self.y1))
         ny = np.where(points[1] < mid, _f(-1.0), _f(1.0))
-        return np.stack(
-            [np.where(on_cap, 0, rx / rho), np.where(on_cap, ny, 0), np.where(on_cap, 0, rz / rho)]
-        ).astype(_F32)
+        return np.stack([np.where(on_cap, 0, rx / rho), np.where(on_cap, ny, 0), np.where(on_cap, 0, rz / rho)]).astype(
+            _F32
+        )
 
     def surface_uv(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rx, rz, _, on_cap = self._parts(points)
@@ -127,9 +127,7 @@ class Cylinder:
         count = max(1, min(12, int(np.ceil(height / max(4 * self.radius, 0.25)))))
         step = height / count
         radius = float(np.hypot(step / 2, self.radius))
-        return [
-            (np.array([self.center_x, self.y0 + (i + 0.5) * step, self.center_z]), radius) for i in range(count)
-        ]
+        return [(np.array([self.center_x, self.y0 + (i + 0.5) * step, self.center_z]), radius) for i in range(count)]
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def trace(scene: Scene, origin: np.ndarray, dirs: np.ndarray, *, cull: GridCull 
             t[closer] = t_obj[closer]
             surface[closer] = first_object + k
         elif idx.size:
-            t_obj = obj.primitive.intersect(origin, flat[:, idx])
+            t_obj = obj.primitive.intersect(origin, np.take(flat, idx, axis=1))
             closer = t_obj < t[idx]
             t[idx[closer]] = t_obj[closer]
             surface[idx[closer]] = first_object + k
@@ -145,7 +145,10 @@ def _instance_groups(scene: Scene, objects: Sequence[int] | None = None) -> list
     for k, obj in enumerate(scene.objects):
         if objects is None or k in objects:
             groups.setdefault(obj.instance, []).append(k)
-    return [([s for k in members for s in scene.objects[k].primitive.bounding_spheres()], members) for members in groups.values()]
+    return [
+        ([s for k in members for s in scene.objects[k].primitive.bounding_spheres()], members)
+        for members in groups.values()
+    ]
 
 
 class _ChunkCones:
@@ -159,7 +162,9 @@ class _ChunkCones:
         n = unit_dirs.shape[1]
         self.n, self.chunk = n, chunk
         m = -(-n // chunk)
-        padded = np.concatenate([unit_dirs, np.repeat(unit_dirs[:, -1:], m * chunk - n, axis=1)], axis=1) if n else unit_dirs
+        padded = (
+            np.concatenate([unit_dirs, np.repeat(unit_dirs[:, -1:], m * chunk - n, axis=1)], axis=1) if n else unit_dirs
+        )
         grouped = padded.reshape(3, m, chunk)
         # Any axis gives a valid bounding cone; first + middle + last is cheap and central enough.
         axis = grouped[:, :, 0] + grouped[:, :, chunk // 2] + grouped[:, :, -1]
@@ -199,16 +204,15 @@ def occluded(scene: Scene, light: np.ndarray, points: np.ndarray, objects: Seque
         idx = np.nonzero(~blocked)[0] if idx is None else idx[~blocked[idx]]
         if idx.size == 0:
             continue
-        group_dirs = dirs[:, idx]
-        hit = np.zeros(idx.size, dtype=bool)
-        for k in members:
-            prim = scene.objects[k].primitive
-            sub = np.nonzero(~hit)[0] if len(members) > 1 else slice(None)
-            t_hit = prim.intersect(light, group_dirs[:, sub])
-            # The lit point's own surface is hit at t = 1; only hits clearly before it cast a shadow.
-            if len(members) > 1:
+        group_dirs = np.take(dirs, idx, axis=1)  # np.take: ~5x faster than dirs[:, idx]
+        # The lit point's own surface is hit at t = 1; only hits clearly before it cast a shadow.
+        if len(members) == 1:
+            hit = scene.objects[members[0]].primitive.intersect(light, group_dirs) < 1.0 - 1e-3
+        else:
+            hit = np.zeros(idx.size, dtype=bool)
+            for k in members:
+                sub = np.nonzero(~hit)[0]
+                t_hit = scene.objects[k].primitive.intersect(light, np.take(group_dirs, sub, axis=1))
                 hit[sub[t_hit < 1.0 - 1e-3]] = True
-            else:
-                hit = t_hit < 1.0 - 1e-3
         blocked[idx[hit]] = True
     return blocked

@@ -77,7 +77,7 @@ def surface_attributes(scene: Scene, surface: np.ndarray, points: np.ndarray) ->
     # Process hits grouped by surface: one stable sort and one gather/scatter instead of one per surface.
     order = np.argsort(surface.astype(np.uint8 if scene.num_surfaces < 256 else np.int32), kind="stable")
     counts = np.bincount(surface, minlength=scene.num_surfaces)
-    pts = points[:, order]
+    pts = np.take(points, order, axis=1)  # np.take: ~5x faster than fancy indexing on (3, N)
     alb = np.zeros((3, n), dtype=_F32)
     normal = np.zeros((3, n), dtype=_F32)
     glossy = np.zeros(n, dtype=bool)
@@ -116,7 +116,7 @@ def surface_attributes(scene: Scene, surface: np.ndarray, points: np.ndarray) ->
     inverse = np.empty_like(order)
     inverse[order] = np.arange(n)
     return SurfaceAttributes(
-        alb[:, inverse], normal[:, inverse], glossy[inverse], specular[inverse], shininess[inverse], window[inverse]
+        *(np.take(a, inverse, axis=-1) for a in (alb, normal, glossy, specular, shininess, window))
     )
 
 
@@ -157,12 +157,12 @@ def _visibility(
     if bulk:
         if n == 1:
             idx = np.nonzero(lit)[0]
-            blocked[idx] = occluded(scene, light, points[:, idx], bulk)
+            blocked[idx] = occluded(scene, light, np.take(points, idx, axis=1), bulk)
         else:
             flat_index = np.arange(points.shape[1]).reshape(height, n, width, n)
             c = n // 2
             centre = flat_index[:, c, :, c].reshape(-1)
-            centre_blocked = occluded(scene, light, points[:, centre], bulk).reshape(height, width)
+            centre_blocked = occluded(scene, light, np.take(points, centre, axis=1), bulk).reshape(height, width)
             padded = np.pad(centre_blocked, 1, mode="edge")
             windows = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
             disagree = np.any(windows, axis=0) != np.all(windows, axis=0)
@@ -172,10 +172,10 @@ def _visibility(
             blocked.reshape(height, n, width, n)[...] = centre_blocked[:, None, :, None]
             sub = flat_index[refine[:, None, :, None].repeat(n, 1).repeat(n, 3)]
             sub = sub[lit[sub]]
-            blocked[sub] = occluded(scene, light, points[:, sub], bulk)
+            blocked[sub] = occluded(scene, light, np.take(points, sub, axis=1), bulk)
     if thin:
         idx = np.nonzero(lit & ~blocked)[0]
-        blocked[idx] |= occluded(scene, light, points[:, idx], thin)
+        blocked[idx] |= occluded(scene, light, np.take(points, idx, axis=1), thin)
     return lit & ~blocked
 
 
@@ -203,16 +203,16 @@ def _shade(
     color = attrs.albedo * (_F32(light.ambient) + (ndotl * irradiance)[None, :] * light_color)
     g = np.nonzero(attrs.glossy & visible)[0]
     if g.size:
-        d = dirs[:, g]
+        d = np.take(dirs, g, axis=1)
         view = -d / np.sqrt(_dot(d, d))[None, :]
-        half = l_dir[:, g] + view
+        half = np.take(l_dir, g, axis=1) + view
         half /= np.maximum(np.sqrt(_dot(half, half)), _F32(1e-9))[None, :]
-        ndoth = np.maximum(_dot(attrs.normal[:, g], half), _F32(0.0))
+        ndoth = np.maximum(_dot(np.take(attrs.normal, g, axis=1), half), _F32(0.0))
         spec = attrs.specular[g] * ndoth ** attrs.shininess[g] * irradiance[g]
         color[:, g] += spec[None, :] * light_color
     w = np.nonzero(attrs.window)[0]
     if w.size:
-        d = dirs[:, w]
+        d = np.take(dirs, w, axis=1)
         color[:, w] = _sky(d / np.sqrt(_dot(d, d))[None, :])
     return color * _F32(scene.exposure)
 
@@ -276,11 +276,20 @@ def render_view(
 
 def _view(scene: Scene, config: SyntheticConfig, pose: np.ndarray, K: np.ndarray, size, rng) -> ViewRender:
     return render_view(
-        scene, pose, K, size, supersample=config.supersample, shadows=config.shadows, image_noise=config.image_noise, rng=rng
+        scene,
+        pose,
+        K,
+        size,
+        supersample=config.supersample,
+        shadows=config.shadows,
+        image_noise=config.image_noise,
+        rng=rng,
     )
 
 
-def _sensor(scene: Scene, config: SyntheticConfig, K: np.ndarray, size, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _sensor(
+    scene: Scene, config: SyntheticConfig, K: np.ndarray, size, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     height, width = size
     affine = sample_misalignment(rng, height, width, config.misalignment)
     flow = flow_field(affine, height, width).astype(np.float64)
@@ -358,4 +367,3 @@ def render_group(
             "pose_next": relative_pose(poses[0], poses[1]).astype(_F32),
         }
     return _sensor(scene, config, K, size, rng("sensor"))
-

@@ -46,7 +46,9 @@ def sample_rng(seed: int, split: str, index: int, stream: int) -> np.random.Gene
         raise ConfigError(f"unknown synthetic split {split!r}; use one of {', '.join(SPLIT_CODES)}.")
     if seed < 0 or index < 0:
         raise ConfigError(f"synthetic seed and index must be >= 0, got seed={seed}, index={index}.")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index), stream])))
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index), stream]))
+    )
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,9 @@ def _camera_path(
     roll0 = rng.uniform(-0.03, 0.03)
     speed = rng.uniform(0.04, 0.15) * config.camera_speed
     heading = yaw0 + rng.uniform(-0.8, 0.8)
-    velocity = np.array([speed * math.sin(heading), rng.uniform(-0.01, 0.01) * config.camera_speed, speed * math.cos(heading)])
+    velocity = np.array(
+        [speed * math.sin(heading), rng.uniform(-0.01, 0.01) * config.camera_speed, speed * math.cos(heading)]
+    )
     accel = rng.uniform(-0.01, 0.01, 3) * config.camera_speed
     yaw_rate = rng.uniform(-0.04, 0.04) * config.camera_speed
     pitch_rate = rng.uniform(-0.015, 0.015) * config.camera_speed
@@ -192,14 +196,23 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
 
     def overlaps(face: int, ur: tuple[float, float], vr: tuple[float, float]) -> bool:
         return any(
-            d.face == face and ur[0] < d.u_range[1] and d.u_range[0] < ur[1] and vr[0] < d.v_range[1] and d.v_range[0] < vr[1]
+            d.face == face
+            and ur[0] < d.u_range[1]
+            and d.u_range[0] < ur[1]
+            and vr[0] < d.v_range[1]
+            and d.v_range[0] < vr[1]
             for d in decals
         )
 
     if rng.random() < config.unlabeled_fraction:
         face = int(rng.choice([2, 3, 5]))
         w, h = rng.uniform(0.8, 1.8), rng.uniform(0.8, 1.3)
-        ur, vr = wall_rect(face, min(w, (hi[2] if face in (2, 3) else width) - 0.4), h, rng.uniform(1.4, min(1.8, height - h / 2 - 0.1)))
+        ur, vr = wall_rect(
+            face,
+            min(w, (hi[2] if face in (2, 3) else width) - 0.4),
+            h,
+            rng.uniform(1.4, min(1.8, height - h / 2 - 0.1)),
+        )
         decals.append(Decal(face, ur, vr, IGNORE_INDEX, material=0, window=True))
     for _ in range(int(rng.integers(0, config.max_pictures + 1))):
         face = int(rng.choice([2, 3, 4, 5]))
@@ -211,7 +224,10 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
             decals.append(Decal(face, ur, vr, class_id("picture"), mat))
     if rng.random() < 0.5:
         w, d = rng.uniform(1.0, 2.5), rng.uniform(1.0, 2.0)
-        cx, cz = rng.uniform(lo[0] + w / 2, hi[0] - w / 2) if width > w else 0.0, rng.uniform(d / 2 + 0.2, depth - d / 2)
+        cx, cz = (
+            rng.uniform(lo[0] + w / 2, hi[0] - w / 2) if width > w else 0.0,
+            rng.uniform(d / 2 + 0.2, depth - d / 2),
+        )
         mat = add_material(value_range=(0.15, 0.8), saturation=0.8)
         decals.append(Decal(0, (cx - w / 2, cx + w / 2), (cz - d / 2, cz + d / 2), class_id("rug"), mat))
 
@@ -237,9 +253,8 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
         return x + c * lx + s * lz, z - s * lx + c * lz, top_y
 
     kinds = ("table", "cabinet", "ball", "bin", "clutter")
-    kind_weights = np.array([0.25, 0.2, 0.2, 0.2, 0.15])
-    if config.unlabeled_fraction == 0:
-        kind_weights[-1] = 0.0
+    # Unlabeled clutter is 15 % of the objects at the default unlabeled_fraction = 0.4.
+    kind_weights = np.array([0.25, 0.2, 0.2, 0.2, 0.375 * config.unlabeled_fraction])
     kind_weights /= kind_weights.sum()
     n_objects = int(rng.integers(config.min_objects, config.max_objects + 1))
     for _ in range(n_objects):
@@ -263,7 +278,9 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
                 for sz in (-1, 1):
                     lx, lz = sx * (hw - leg / 2 - 0.03), sz * (hd - leg / 2 - 0.03)
                     center = (x + c * lx + s * lz, -leg_h / 2, z - s * lx + c * lz)
-                    objects.append(SceneObject(Box(center, (leg / 2, leg_h / 2, leg / 2), yaw), class_id("table"), mat, instance))
+                    objects.append(
+                        SceneObject(Box(center, (leg / 2, leg_h / 2, leg / 2), yaw), class_id("table"), mat, instance)
+                    )
             tables.append((x, z, hw, hd, yaw, -top_h))
         elif kind == "cabinet":
             hw, hd, h = rng.uniform(0.25, 0.75), rng.uniform(0.18, 0.3), rng.uniform(0.6, min(2.0, height - 0.45))
@@ -324,9 +341,13 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
         instance += 1
 
     # --- light: near the ceiling, then thin poles that avoid it -------------------------------------------------
-    light_pos = np.array([rng.uniform(lo[0] + 0.2 * width, hi[0] - 0.2 * width), -height + 0.25, rng.uniform(0.2 * depth, 0.8 * depth)])
+    light_pos = np.array(
+        [rng.uniform(lo[0] + 0.2 * width, hi[0] - 0.2 * width), -height + 0.25, rng.uniform(0.2 * depth, 0.8 * depth)]
+    )
     tint = np.array([1.0, 1.0 - rng.uniform(0, 0.1), 1.0 - rng.uniform(0, 0.2)])
-    light = Light(tuple(light_pos.tolist()), tuple(tint.tolist()), float(rng.uniform(4.0, 9.0)), float(rng.uniform(0.08, 0.25)))
+    light = Light(
+        tuple(light_pos.tolist()), tuple(tint.tolist()), float(rng.uniform(4.0, 9.0)), float(rng.uniform(0.08, 0.25))
+    )
 
     n_poles = int(rng.integers(1, config.max_poles + 1)) if config.max_poles > 0 else 0
     for _ in range(n_poles):
