@@ -66,9 +66,12 @@ def loader_rate(size, batch: int, n_batches: int) -> float:
     from freqdense.engine.data import build_dataset
 
     with tempfile.TemporaryDirectory() as cache:
-        cfg = DataConfig(args={"size": list(size), "modalities": ["image", "semantic", "depth"], "cache_dir": cache},
-                         train_args={"num_samples": batch * n_batches}, batch_size=batch,
-                         train_transforms={"hflip": True, "scale": [1.0, 1.25], "crop": list(size)})
+        cfg = DataConfig(
+            args={"size": list(size), "modalities": ["image", "semantic", "depth"], "cache_dir": cache},
+            train_args={"num_samples": batch * n_batches},
+            batch_size=batch,
+            train_transforms={"hflip": True, "scale": [1.0, 1.25], "crop": list(size)},
+        )
         ds = build_dataset(cfg, "train", train=True)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch)
         for _ in loader:  # fills the cache
@@ -96,8 +99,12 @@ def main() -> None:
         for width in (32, 64):
             bare = time_steps(BareSegmenter(num_classes, width), seg_task, batch, args.steps)
             rows.append((f"bare resnet18 seg step (w={width}, baseline)", bare, 1.0))
-            model = create_model("multitask_baseline", backbone="resnet18", num_classes=num_classes,
-                                 backbone_kwargs={"base_width": width})
+            model = create_model(
+                "multitask_baseline",
+                backbone="resnet18",
+                num_classes=num_classes,
+                backbone_kwargs={"base_width": width},
+            )
             t = time_steps(model, task, batch, args.steps)
             rows.append((f"multitask_baseline resnet18 (w={width})", t, t / bare))
         model = create_model("multitask_baseline", backbone="hrnet_w18_small", num_classes=num_classes)

@@ -63,7 +63,8 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}.{hint} Run `freqdense list` to see all {len(self._entries)} {self.kind}s."
+                f"unknown {self.kind} {name!r}.{hint} "
+                f"Run `freqdense list` to see all {len(self._entries)} {self.kind}s."
             )
         return self._entries[name]
 

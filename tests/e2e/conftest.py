@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-import yaml
 import pytest
+import yaml
 
 
 def tiny_config(cache_dir, **overrides) -> dict:
     """A seconds-long multi-task run on 32x48 synthetic scenes with a slim ResNet-18."""
     cfg = {
-        "model": {"name": "multitask_baseline", "backbone": "resnet18", "num_classes": NUM_CLASSES,
-                  "backbone_kwargs": {"base_width": 8}},
+        "model": {
+            "name": "multitask_baseline",
+            "backbone": "resnet18",
+            "num_classes": NUM_CLASSES,
+            "backbone_kwargs": {"base_width": 8},
+        },
         "data": {
             "dataset": "synthetic",
             "args": {"size": [32, 48], "cache_dir": str(cache_dir)},

@@ -18,8 +18,20 @@ def test_torchrun_two_processes_metrics_equal_single_process(tmp_path, write_con
     cfg = write_config()
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "freqdense", "train", str(cfg), "--out", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "freqdense",
+        "train",
+        str(cfg),
+        "--out",
+        str(run),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((run / "metrics.json").read_text())

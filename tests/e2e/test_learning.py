@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from freqdense.config.load import build_config
-from freqdense.engine.demo import trivial_predictor
 from freqdense.engine.data import build_dataset
+from freqdense.engine.demo import trivial_predictor
 from freqdense.engine.evaluate import evaluate
 from freqdense.engine.train import train
 from freqdense.tasks import build_task
@@ -30,8 +30,9 @@ def test_multitask_baseline_beats_trivial_predictors(tmp_path, make_config):
     val = build_dataset(cfg.data, "val", train=False)
     task = build_task(cfg.task, num_classes=val.num_classes)
     loader = torch.utils.data.DataLoader(val, batch_size=4)
-    trivial = evaluate(trivial_predictor(build_dataset(cfg.data, "train", train=False)), task, loader,
-                       device=torch.device("cpu"))
+    trivial = evaluate(
+        trivial_predictor(build_dataset(cfg.data, "train", train=False)), task, loader, device=torch.device("cpu")
+    )
     model = result["val"]
     assert model["semantic/pixel_acc"] > trivial["semantic/pixel_acc"] + 0.15
     assert model["semantic/miou"] > 1.5 * trivial["semantic/miou"]

@@ -39,8 +39,12 @@ def test_registry_lists_every_backbone() -> None:
 # torchvision totals (documented on pytorch.org) minus the ImageNet fc layer (in_features * 1000 + 1000).
 @pytest.mark.parametrize(
     ("name", "torchvision_total", "fc_in"),
-    [("resnet18", 11_689_512, 512), ("resnet34", 21_797_672, 512), ("resnet50", 25_557_032, 2048),
-     ("resnet101", 44_549_160, 2048)],
+    [
+        ("resnet18", 11_689_512, 512),
+        ("resnet34", 21_797_672, 512),
+        ("resnet50", 25_557_032, 2048),
+        ("resnet101", 44_549_160, 2048),
+    ],
 )
 def test_resnet_parameter_count_equals_torchvision_without_fc(name: str, torchvision_total: int, fc_in: int) -> None:
     with torch.device("meta"):
@@ -51,8 +55,11 @@ def test_resnet_parameter_count_equals_torchvision_without_fc(name: str, torchvi
 # Spec multitask_spectral_deeplab.md §1.2: params (M) and conv MACs (G) of the reference at 480x640.
 @pytest.mark.parametrize(
     ("name", "mparams", "gmacs", "channels"),
-    [("hrnet_w18_small", 3.861, 9.76, (18, 36, 72, 144)), ("hrnet_w18", 9.562, 20.09, (18, 36, 72, 144)),
-     ("hrnet_w48", 65.325, 99.28, (48, 96, 192, 384))],
+    [
+        ("hrnet_w18_small", 3.861, 9.76, (18, 36, 72, 144)),
+        ("hrnet_w18", 9.562, 20.09, (18, 36, 72, 144)),
+        ("hrnet_w48", 65.325, 99.28, (48, 96, 192, 384)),
+    ],
 )
 def test_hrnet_params_macs_and_shapes_match_reference(name, mparams, gmacs, channels) -> None:
     with torch.device("meta"):  # shapes and FLOPs without allocating (W48 is built only here)
@@ -67,11 +74,17 @@ def test_hrnet_params_macs_and_shapes_match_reference(name, mparams, gmacs, chan
 
 @pytest.mark.parametrize(
     ("name", "kwargs", "size"),
-    [("resnet18", {"base_width": 8}, (64, 64)), ("resnet34", {"base_width": 8}, (64, 64)),
-     ("resnet50", {"base_width": 8}, (64, 64)), ("resnet101", {"base_width": 4}, (64, 64)),
-     ("resnet18", {"base_width": 8, "out_indices": (0, 1, 2, 3, 4)}, (45, 61)),
-     ("resnet50", {"base_width": 4, "output_stride": 8}, (45, 61)),
-     ("hrnet_w18_small", {}, (64, 64)), ("hrnet_w18_small", {}, (45, 61)), ("hrnet_w18", {}, (64, 64))],
+    [
+        ("resnet18", {"base_width": 8}, (64, 64)),
+        ("resnet34", {"base_width": 8}, (64, 64)),
+        ("resnet50", {"base_width": 8}, (64, 64)),
+        ("resnet101", {"base_width": 4}, (64, 64)),
+        ("resnet18", {"base_width": 8, "out_indices": (0, 1, 2, 3, 4)}, (45, 61)),
+        ("resnet50", {"base_width": 4, "output_stride": 8}, (45, 61)),
+        ("hrnet_w18_small", {}, (64, 64)),
+        ("hrnet_w18_small", {}, (45, 61)),
+        ("hrnet_w18", {}, (64, 64)),
+    ],
 )
 def test_feature_shapes_follow_out_channels_and_strides(name, kwargs, size) -> None:
     torch.manual_seed(0)
@@ -135,8 +148,15 @@ def test_out_indices_build_only_needed_stages() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"output_stride": 4}, {"out_indices": (3, 1)}, {"out_indices": (5,)}, {"out_indices": ()},
-               {"base_width": 0}, {"in_channels": 0}],
+    "kwargs",
+    [
+        {"output_stride": 4},
+        {"out_indices": (3, 1)},
+        {"out_indices": (5,)},
+        {"out_indices": ()},
+        {"base_width": 0},
+        {"in_channels": 0},
+    ],
 )
 def test_resnet_rejects_bad_options(kwargs) -> None:
     with pytest.raises(ConfigError):
@@ -174,15 +194,23 @@ def test_hrnet_key_names_follow_the_official_layout() -> None:
         sd = create_backbone("hrnet_w18_small").state_dict()
     # Key -> shape pairs of the official HRNet-Image-Classification w18_small_v2 layout (3x3 convs, 18/36/72/144).
     expected = {
-        "conv1.weight": (64, 3, 3, 3), "bn1.running_mean": (64,), "conv2.weight": (64, 64, 3, 3),
-        "layer1.0.downsample.0.weight": (256, 64, 1, 1), "layer1.1.conv3.weight": (256, 64, 1, 1),
-        "transition1.0.0.weight": (18, 256, 3, 3), "transition1.1.0.0.weight": (36, 256, 3, 3),
-        "transition2.2.0.0.weight": (72, 36, 3, 3), "transition3.3.0.0.weight": (144, 72, 3, 3),
+        "conv1.weight": (64, 3, 3, 3),
+        "bn1.running_mean": (64,),
+        "conv2.weight": (64, 64, 3, 3),
+        "layer1.0.downsample.0.weight": (256, 64, 1, 1),
+        "layer1.1.conv3.weight": (256, 64, 1, 1),
+        "transition1.0.0.weight": (18, 256, 3, 3),
+        "transition1.1.0.0.weight": (36, 256, 3, 3),
+        "transition2.2.0.0.weight": (72, 36, 3, 3),
+        "transition3.3.0.0.weight": (144, 72, 3, 3),
         "stage2.0.branches.1.1.conv2.weight": (36, 36, 3, 3),
-        "stage2.0.fuse_layers.0.1.0.weight": (18, 36, 1, 1), "stage2.0.fuse_layers.1.0.0.0.weight": (36, 18, 3, 3),
-        "stage3.2.fuse_layers.2.0.0.0.weight": (18, 18, 3, 3), "stage3.2.fuse_layers.2.0.1.0.weight": (72, 18, 3, 3),
+        "stage2.0.fuse_layers.0.1.0.weight": (18, 36, 1, 1),
+        "stage2.0.fuse_layers.1.0.0.0.weight": (36, 18, 3, 3),
+        "stage3.2.fuse_layers.2.0.0.0.weight": (18, 18, 3, 3),
+        "stage3.2.fuse_layers.2.0.1.0.weight": (72, 18, 3, 3),
         "stage3.2.fuse_layers.2.0.1.1.running_var": (72,),
-        "stage4.1.fuse_layers.3.0.2.0.weight": (144, 18, 3, 3), "stage4.1.fuse_layers.0.3.1.weight": (18,),
+        "stage4.1.fuse_layers.3.0.2.0.weight": (144, 18, 3, 3),
+        "stage4.1.fuse_layers.0.3.1.weight": (18,),
         "stage4.1.fuse_layers.0.1.0.weight": (18, 36, 1, 1),
     }
     for key, shape in expected.items():
@@ -269,7 +297,8 @@ def test_hrnet_classification_keys_are_dropped_and_reported(tmp_path, caplog) ->
         "incre_modules.0.0.conv1.weight": torch.randn(32, 18, 1, 1),
         "downsamp_modules.0.0.weight": torch.randn(256, 128, 3, 3),
         "final_layer.0.weight": torch.randn(2048, 1024, 1, 1),
-        "classifier.weight": torch.randn(1000, 2048), "classifier.bias": torch.randn(1000),
+        "classifier.weight": torch.randn(1000, 2048),
+        "classifier.bias": torch.randn(1000),
     }
     path = tmp_path / "hrnet_w18_small_model_v2.pth"
     torch.save({**target, **extra}, path)

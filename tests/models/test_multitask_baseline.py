@@ -124,8 +124,11 @@ def test_head_keys_follow_reference_layout(model) -> None:
 
 @pytest.mark.parametrize(
     ("image", "match"),
-    [(torch.rand(1, 4, 32, 32), "image must have C=3"), (torch.rand(3, 32, 32), "batch dimension"),
-     (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), "float")],
+    [
+        (torch.rand(1, 4, 32, 32), "image must have C=3"),
+        (torch.rand(3, 32, 32), "batch dimension"),
+        (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), "float"),
+    ],
 )
 def test_bad_images_raise_shape_error(model, image, match) -> None:
     with pytest.raises(ShapeError, match=match):

@@ -53,8 +53,9 @@ def test_model_spectrum_sums_to_the_dataset_cross_entropy(model):
     spec = analyze_cmd.compute_model_spectrum(model, data, num=2)
     with torch.no_grad():
         ce = sum(
-            F.cross_entropy(model(s["image"][None])["semantic"].double(), s["semantic"][None], ignore_index=255,
-                            reduction="sum").item()
+            F.cross_entropy(
+                model(s["image"][None])["semantic"].double(), s["semantic"][None], ignore_index=255, reduction="sum"
+            ).item()
             for s in data[:2]
         )
     assert spec.num_images == 2 and spec.ce == pytest.approx(ce, rel=1e-6)
@@ -99,8 +100,11 @@ def test_parser_wiring():
 
 
 def test_spectrum_command_writes_json_and_plots(model, tmp_path, monkeypatch, capsys):
-    cfg = SimpleNamespace(task=SimpleNamespace(ignore_index=255), data=SimpleNamespace(val_split="val"),
-                          model=SimpleNamespace(name="tiny", kwargs={}))
+    cfg = SimpleNamespace(
+        task=SimpleNamespace(ignore_index=255),
+        data=SimpleNamespace(val_split="val"),
+        model=SimpleNamespace(name="tiny", kwargs={}),
+    )
     monkeypatch.setattr(analyze_cmd, "_load_run", lambda args: (model, _dataset(), cfg, torch.device("cpu")))
     args = _parser().parse_args(
         ["analyze", "spectrum", "runs/x", "--out", str(tmp_path), "--nu-max", "2", "16", "--gradient-layer", "encoder"]

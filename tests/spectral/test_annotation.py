@@ -31,11 +31,13 @@ def test_block_geometry_on_a_513_crop():
 
 
 def test_majority_vote_hand_case():
-    labels = torch.tensor([
-        [1, 1, 2, 2, 2],
-        [1, 3, 2, 255, 2],
-        [255, 255, 0, 0, 4],
-    ])
+    labels = torch.tensor(
+        [
+            [1, 1, 2, 2, 2],
+            [1, 3, 2, 255, 2],
+            [255, 255, 0, 0, 4],
+        ]
+    )
     # nu_max (0, 1): one row block, 3 column blocks {0}, {1, 2}, {3, 4}.
     grid = block_labels(labels, (0, 1))
     assert grid.tolist() == [[1, 2, 2]]  # block {1,2}: 1,2,3,2,255,0 -> 2; block {3,4}: 2,2,255,2,0,4 -> 2

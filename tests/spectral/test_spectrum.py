@@ -37,8 +37,12 @@ def test_components_sum_to_summed_cross_entropy(size, shells, units):
     logits = 3 * torch.randn(2, 5, h, w, generator=_gen(0))
     labels = _blob_labels(2, h, w, 5, seed=1)
     spec = ce_spectrum(logits, labels, shells=shells, units=units)
-    ref = torch.stack([F.cross_entropy(logits[i : i + 1].double(), labels[i : i + 1], reduction="sum", ignore_index=255)
-                       for i in (0, 1)])
+    ref = torch.stack(
+        [
+            F.cross_entropy(logits[i : i + 1].double(), labels[i : i + 1], reduction="sum", ignore_index=255)
+            for i in (0, 1)
+        ]
+    )
     torch.testing.assert_close(spec.loss.sum(-1), ref, rtol=1e-10, atol=0)
     torch.testing.assert_close(spec.ce, ref, rtol=1e-12, atol=0)
     assert int(spec.shell_size.sum()) == h * w

@@ -211,8 +211,9 @@ def compute_truncation(
     rows: list[dict[str, Any]] = []
     spectrum = None
     for size in (None, *sizes):
-        variant = model if size is None else truncate_decoder(copy.deepcopy(model), int(size), attribute=attribute,
-                                                               mode=mode)  # type: ignore[arg-type]
+        variant = (
+            model if size is None else truncate_decoder(copy.deepcopy(model), int(size), attribute=attribute, mode=mode)
+        )  # type: ignore[arg-type]
         variant.eval()
         cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
         acc = SpectrumAccumulator(ignore_index=ignore_index, shells=shells, units=units) if size is None else None
@@ -282,8 +283,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_spectrum_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shells", default="square", choices=["square", "radial"], help="frequency shells (default L-inf)")
-    p.add_argument("--units", default="index", choices=["index", "shorter_side"],
-                   help="non-square maps: cycles per image per axis, or per shorter side")
+    p.add_argument(
+        "--units",
+        default="index",
+        choices=["index", "shorter_side"],
+        help="non-square maps: cycles per image per axis, or per shorter side",
+    )
     p.add_argument("--nu-max", type=int, nargs="+", default=list(_DEFAULT_NU_MAX), help="band limits for the table")
     p.add_argument("--out", type=Path, default=None, help="output directory for JSON and plots")
 
@@ -292,16 +297,24 @@ def _add_spectrum(analyses: argparse._SubParsersAction) -> None:
     p = analyses.add_parser("spectrum", help="CE spectrum and R(nu_max) of a trained model on a split")
     _add_run_arguments(p)
     _add_spectrum_options(p)
-    p.add_argument("--gradient-layer", default=None,
-                   help="dotted submodule name (e.g. decoder) for the spectral gradient plot (Fig. 4)")
+    p.add_argument(
+        "--gradient-layer",
+        default=None,
+        help="dotted submodule name (e.g. decoder) for the spectral gradient plot (Fig. 4)",
+    )
     p.set_defaults(func=_run_spectrum)
 
 
 def _add_labels(analyses: argparse._SubParsersAction) -> None:
     p = analyses.add_parser("labels", help="band limit of a dataset's labels (label-energy / oracle R, block-wise)")
     p.add_argument("--dataset", default="synthetic", help="registered dataset name (freqdense list)")
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="dataset keyword argument (YAML value), repeatable")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset keyword argument (YAML value), repeatable",
+    )
     p.add_argument("--split", default="train")
     p.add_argument("--num", type=int, default=None, help="analyse only the first N samples")
     p.add_argument("--num-classes", type=int, default=None, help="default: the dataset's num_classes")
@@ -317,8 +330,9 @@ def _add_truncation(analyses: argparse._SubParsersAction) -> None:
     _add_run_arguments(p)
     p.add_argument("--sizes", type=int, nargs="+", required=True, help="decoder grid sizes, e.g. 65 33")
     p.add_argument("--attribute", default="decoder", help="dotted name of the decoder submodule")
-    p.add_argument("--mode", default="bilinear_align_corners",
-                   choices=["bilinear_align_corners", "area", "bilinear_antialias"])
+    p.add_argument(
+        "--mode", default="bilinear_align_corners", choices=["bilinear_align_corners", "area", "bilinear_antialias"]
+    )
     p.add_argument("--shells", default="square", choices=["square", "radial"])
     p.add_argument("--units", default="index", choices=["index", "shorter_side"])
     p.add_argument("--out", type=Path, default=None, help="output directory for the JSON")
@@ -377,19 +391,34 @@ def _run_spectrum(args: argparse.Namespace) -> int:
     model, dataset, cfg, device = _load_run(args)
     ignore = cfg.task.ignore_index
     spec = compute_model_spectrum(
-        model, dataset, num=args.num, batch_size=args.batch_size, device=device, ignore_index=ignore,
-        shells=args.shells, units=args.units,
+        model,
+        dataset,
+        num=args.num,
+        batch_size=args.batch_size,
+        device=device,
+        ignore_index=ignore,
+        shells=args.shells,
+        units=args.units,
     )
     table = [
-        {"nu_max": nu, "R": float(spec.relative_discrepancy[min(nu, len(spec.loss) - 1)]),
-         "mean_image_R": float(spec.mean_image_discrepancy[min(nu, len(spec.loss) - 1)])}
+        {
+            "nu_max": nu,
+            "R": float(spec.relative_discrepancy[min(nu, len(spec.loss) - 1)]),
+            "mean_image_R": float(spec.mean_image_discrepancy[min(nu, len(spec.loss) - 1)]),
+        }
         for nu in args.nu_max
     ]
     _print_table(table, ("nu_max", "R", "mean_image_R"))
     total = float(spec.loss.sum())
     sys.stdout.write(f"summed CE {spec.ce:.6g} over {spec.num_valid} pixels; sum of L_ce(nu) {total:.6g}\n")
-    result = {"checkpoint": str(args.checkpoint), "split": args.split or cfg.data.val_split, "shells": args.shells,
-              "units": args.units, "table": table, "spectrum": spec.to_dict()}
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split or cfg.data.val_split,
+        "shells": args.shells,
+        "units": args.units,
+        "table": table,
+        "spectrum": spec.to_dict(),
+    }
     _write_json(args.out, "spectrum.json", result)
     if args.out is not None:
         plot_ce_spectrum({cfg.model.name: spec}, args.out / "spectrum.png")
@@ -397,8 +426,13 @@ def _run_spectrum(args: argparse.Namespace) -> int:
             layer = model.get_submodule(args.gradient_layer)
             batch = next(_iter_batches(dataset, num=1, batch_size=1))
             grad = spectral_gradient(
-                model, batch["image"].to(device), _labels_of(batch).to(device), layer=layer, ignore_index=ignore,
-                shells=args.shells, units=args.units,
+                model,
+                batch["image"].to(device),
+                _labels_of(batch).to(device),
+                layer=layer,
+                ignore_index=ignore,
+                shells=args.shells,
+                units=args.units,
             )
             plot_spectral_gradient({args.gradient_layer: grad}, args.out / "spectral_gradient.png")
             log.info("spectral gradient concentration on nu_j = nu_i: %s", grad.concentration().tolist())
@@ -416,8 +450,15 @@ def _run_labels(args: argparse.Namespace) -> int:
     if not num_classes:
         raise ConfigError(f"dataset {args.dataset!r} has no num_classes attribute; pass --num-classes")
     result = compute_label_analysis(
-        dataset, num_classes=int(num_classes), nu_max=args.nu_max, num=args.num, ignore_index=args.ignore_index,
-        shells=args.shells, units=args.units, smoothing=args.smoothing, blockwise_method=args.blockwise_method,
+        dataset,
+        num_classes=int(num_classes),
+        nu_max=args.nu_max,
+        num=args.num,
+        ignore_index=args.ignore_index,
+        shells=args.shells,
+        units=args.units,
+        smoothing=args.smoothing,
+        blockwise_method=args.blockwise_method,
     )
     result.update(dataset=args.dataset, split=args.split, dataset_args=kwargs)
     _print_table(result["table"], ("nu_max", "grid", "label_energy_r", "oracle_r", "blockwise_pixel_error"))
@@ -434,11 +475,19 @@ def _run_truncation(args: argparse.Namespace) -> int:
     if not num_classes:
         raise ConfigError("cannot tell the number of classes: the dataset has no num_classes attribute")
     result = compute_truncation(
-        model, dataset, sizes=args.sizes, num_classes=int(num_classes), attribute=args.attribute, mode=args.mode,
-        num=args.num, batch_size=args.batch_size, device=device, ignore_index=cfg.task.ignore_index,
-        shells=args.shells, units=args.units,
+        model,
+        dataset,
+        sizes=args.sizes,
+        num_classes=int(num_classes),
+        attribute=args.attribute,
+        mode=args.mode,
+        num=args.num,
+        batch_size=args.batch_size,
+        device=device,
+        ignore_index=cfg.task.ignore_index,
+        shells=args.shells,
+        units=args.units,
     )
     _print_table(result["rows"], ("grid", "nu_max", "baseline_r", "miou", "miou_drop", "pixel_acc", "ce_mean"))
     _write_json(args.out, "truncation.json", result)
     return 0
-

@@ -2,7 +2,8 @@
 
 - ``data synth --out DIR --num N [--split train] [--size H W] [--seed S] [--<knob> VALUE ...]``: render
   synthetic samples into the documented on-disk format (docs/data/synthetic.md);
-- ``data panel --out PNG``: the README sample panel.
+- ``data panel --out PNG``: the README sample panel;
+- ``data verify CONFIG [overrides] [--split S] [--num N]``: validate every sample, print label/depth statistics.
 
 To add a sub-subcommand, write ``_register_<name>(sub)`` that adds its parser with ``set_defaults(func=...)``
 and append it to ``SUBCOMMANDS``.
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["register", "run_synth", "run_panel", "SUBCOMMANDS"]
+__all__ = ["register", "run_synth", "run_panel", "run_verify", "SUBCOMMANDS"]
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,44 @@ def _register_panel(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_panel)
 
 
+def _register_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="validate every sample of a config's dataset and print label/depth statistics",
+        description="Reads each sample of a split as training would (no augmentation), collects every problem "
+        "(unreadable file, label id out of range, NaN/inf depth, shape mismatch) with the sample it comes from, "
+        "and prints the label histogram, ignored fraction and depth range as JSON.",
+    )
+    p.add_argument("config", help="experiment config (YAML file or shipped name)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--split", default=None, help="split to check (default: the config's train split)")
+    p.add_argument("--num", type=int, default=None, help="check only the first N samples")
+    p.set_defaults(func=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import load_config
+    from ..data import create_dataset
+    from ..data.verify import verify_dataset
+
+    cfg = load_config(args.config, args.overrides, check_model=False)
+    split = args.split or cfg.data.train_split
+    train = split == cfg.data.train_split
+    dataset_args = {**cfg.data.args, **(cfg.data.train_args if train else cfg.data.val_args)}
+    dataset = create_dataset(cfg.data.dataset, split=split, **dataset_args)
+    report = verify_dataset(dataset, limit=args.num)
+    summary = report.as_dict(list(getattr(dataset, "classes", []) or []) or None)
+    sys.stdout.write(json.dumps({"dataset": cfg.data.dataset, "split": split, **summary}, indent=2) + "\n")
+    return 1 if report.problems else 0
+
+
 #: (name, register function) of every ``freqdense data`` sub-subcommand.
 SUBCOMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None]]] = [
     ("synth", _register_synth),
     ("panel", _register_panel),
+    ("verify", _register_verify),
 ]
 
 

@@ -46,10 +46,17 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
-    """SyncBatchNorm + DistributedDataParallel when world size > 1, else the model unchanged."""
+    """DistributedDataParallel (+ SyncBatchNorm on GPU) when world size > 1, else the model unchanged.
+
+    PyTorch's SyncBatchNorm runs on CUDA only, so CPU (gloo) runs keep per-process batch statistics; running
+    statistics are still broadcast from rank 0 by DDP, so every rank evaluates the same model.
+    """
     if not info.enabled:
         return model
-    model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        log.info("CPU DDP: SyncBatchNorm needs CUDA in PyTorch; batch norm uses per-process batch statistics")
     device_ids = [info.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
 

@@ -155,8 +155,9 @@ def multitask_baseline(
         pretrained: local ImageNet weights file for the backbone (never downloaded).
         backbone_kwargs: extra keywords for the backbone factory (e.g. ``{"output_stride": 16}``).
     """
-    return _build(backbone, backbone_kwargs, pretrained, tasks=tasks, num_classes=num_classes,
-                  depth_activation=depth_activation)
+    return _build(
+        backbone, backbone_kwargs, pretrained, tasks=tasks, num_classes=num_classes, depth_activation=depth_activation
+    )
 
 
 @register_model

@@ -232,4 +232,3 @@ def gaussian_blur2d(
     x = F.conv2d(x, gx.view(1, 1, 1, kx))
     x = F.conv2d(x, gy.view(1, 1, ky, 1))
     return x.reshape(image.shape)
-

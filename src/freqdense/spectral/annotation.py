@@ -151,7 +151,11 @@ class BlockwiseAnnotation:
     """
 
     def __init__(
-        self, nu_max: int | tuple[int, int], *, method: Method = "majority", ignore_index: int = 255,
+        self,
+        nu_max: int | tuple[int, int],
+        *,
+        method: Method = "majority",
+        ignore_index: int = 255,
         num_classes: int | None = None,
     ) -> None:
         _grid_shape(nu_max)
@@ -164,7 +168,10 @@ class BlockwiseAnnotation:
             raise DataError("BlockwiseAnnotation needs a 'semantic' label map in the sample; the dataset has none")
         out = dict(sample)
         out["semantic"] = blockwise_annotation(
-            sample["semantic"], self.nu_max, method=self.method, ignore_index=self.ignore_index,
+            sample["semantic"],
+            self.nu_max,
+            method=self.method,
+            ignore_index=self.ignore_index,
             num_classes=self.num_classes,
         )
         return out

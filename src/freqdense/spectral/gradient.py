@@ -33,10 +33,12 @@ class SpectralGradient(NamedTuple):
     def concentration(self) -> torch.Tensor:
         """``(F,)`` fraction of each row's gradient energy on the feature shell ``nu_j = nu_i`` (1 = a delta)."""
         total = self.energy_profile.sum(dim=-1).clamp_min(torch.finfo(self.energy_profile.dtype).tiny)
-        on_shell = torch.stack([
-            row[nu] if nu < row.shape[-1] else row.new_zeros(())
-            for row, nu in zip(self.energy_profile, self.frequencies)
-        ])
+        on_shell = torch.stack(
+            [
+                row[nu] if nu < row.shape[-1] else row.new_zeros(())
+                for row, nu in zip(self.energy_profile, self.frequencies)
+            ]
+        )
         return on_shell / total
 
 

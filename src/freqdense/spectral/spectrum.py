@@ -281,7 +281,11 @@ class SpectrumAccumulator:
     """
 
     def __init__(
-        self, *, ignore_index: int = 255, shells: Shells = "square", units: Units = "index",
+        self,
+        *,
+        ignore_index: int = 255,
+        shells: Shells = "square",
+        units: Units = "index",
         dtype: torch.dtype = torch.float64,
     ) -> None:
         self.ignore_index, self.shells, self.units, self.dtype = ignore_index, shells, units, dtype

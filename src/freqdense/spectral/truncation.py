@@ -174,7 +174,11 @@ class TruncatedDecoder(nn.Module):
     """
 
     def __init__(
-        self, decoder: nn.Module, size: int | tuple[int, int], *, mode: GridMode = "bilinear_align_corners",
+        self,
+        decoder: nn.Module,
+        size: int | tuple[int, int],
+        *,
+        mode: GridMode = "bilinear_align_corners",
         restore_size: bool = False,
     ) -> None:
         super().__init__()
@@ -188,8 +192,11 @@ class TruncatedDecoder(nn.Module):
     def forward(self, *features: Any, **kwargs: Any) -> Any:
         output_size = None
         if self.restore_size:
-            sizes = [tuple(t.shape[-2:]) for t in (*features, *kwargs.values()) if isinstance(t, torch.Tensor)
-                     and t.dim() == 4]
+            sizes = [
+                tuple(t.shape[-2:])
+                for t in (*features, *kwargs.values())
+                if isinstance(t, torch.Tensor) and t.dim() == 4
+            ]
             output_size = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
         return run_at_grid(self.decoder, *features, size=self.size, mode=self.mode, output_size=output_size, **kwargs)
 
@@ -198,8 +205,12 @@ class TruncatedDecoder(nn.Module):
 
 
 def truncate_decoder(
-    model: nn.Module, size: int | tuple[int, int], *, attribute: str = "decoder",
-    mode: GridMode = "bilinear_align_corners", restore_size: bool = False,
+    model: nn.Module,
+    size: int | tuple[int, int],
+    *,
+    attribute: str = "decoder",
+    mode: GridMode = "bilinear_align_corners",
+    restore_size: bool = False,
 ) -> nn.Module:
     """Replace ``model.<attribute>`` (dotted path) by a :class:`TruncatedDecoder` in place; returns ``model``.
 

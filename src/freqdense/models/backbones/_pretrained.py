@@ -87,7 +87,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"pretrained weights {str(path)!r}: entries {bad[:_MAX_LISTED]} are not tensors; expected a state dict "
             "(optionally wrapped as {'state_dict': ...} or {'model': ...})"
         )
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
 def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -155,8 +155,11 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike[str]) -> Pretra
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s) {_listed(unexpected)}")
         if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es) [{'; '.join(mismatched[:_MAX_LISTED])}"
-                         + (", ..." if len(mismatched) > _MAX_LISTED else "") + "]")
+            parts.append(
+                f"{len(mismatched)} shape mismatch(es) [{'; '.join(mismatched[:_MAX_LISTED])}"
+                + (", ..." if len(mismatched) > _MAX_LISTED else "")
+                + "]"
+            )
         raise CheckpointError(
             f"pretrained weights {str(path)!r} do not fit this {what}: " + "; ".join(parts) + ". Expected a "
             f"{'torchvision ResNet' if what == 'ResNet' else 'HRNet-Image-Classification'} state dict for the same "

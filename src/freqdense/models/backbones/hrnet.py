@@ -171,8 +171,9 @@ class HRNet(nn.Module):
         self.conv2 = _conv3x3(64, 64, 2)
         self.bn2 = _bn(64)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = make_res_layer(Bottleneck, 64, 64, spec.stem_blocks, norm_layer=partial(nn.BatchNorm2d,
-                                                                                            momentum=BN_MOMENTUM))
+        self.layer1 = make_res_layer(
+            Bottleneck, 64, 64, spec.stem_blocks, norm_layer=partial(nn.BatchNorm2d, momentum=BN_MOMENTUM)
+        )
         pre: tuple[int, ...] = (64 * Bottleneck.expansion,)
         for s, stage in enumerate(spec.stages, start=2):
             self.add_module(f"transition{s - 1}", _transition(pre, stage.num_channels))

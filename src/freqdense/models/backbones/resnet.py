@@ -186,8 +186,14 @@ class ResNet(nn.Module):
                 dilation, stride = dilation * stride, 1
             stride_now *= stride
             layer = make_res_layer(
-                block, inplanes, planes, layers[i - 1],
-                stride=stride, dilation=dilation, first_dilation=previous, norm_layer=norm_layer,
+                block,
+                inplanes,
+                planes,
+                layers[i - 1],
+                stride=stride,
+                dilation=dilation,
+                first_dilation=previous,
+                norm_layer=norm_layer,
             )
             self.add_module(f"layer{i}", layer)
             inplanes = planes * block.expansion
@@ -241,8 +247,16 @@ def resnet18(
     norm_layer: NormLayer = nn.BatchNorm2d,
 ) -> ResNet:
     """ResNet-18 (BasicBlock, 2-2-2-2). ``pretrained`` is a local torchvision-format file, never downloaded."""
-    return _build(BasicBlock, (2, 2, 2, 2), pretrained, output_stride=output_stride, out_indices=out_indices,
-                  base_width=base_width, in_channels=in_channels, norm_layer=norm_layer)
+    return _build(
+        BasicBlock,
+        (2, 2, 2, 2),
+        pretrained,
+        output_stride=output_stride,
+        out_indices=out_indices,
+        base_width=base_width,
+        in_channels=in_channels,
+        norm_layer=norm_layer,
+    )
 
 
 @register_backbone
@@ -256,8 +270,16 @@ def resnet34(
     norm_layer: NormLayer = nn.BatchNorm2d,
 ) -> ResNet:
     """ResNet-34 (BasicBlock, 3-4-6-3). ``pretrained`` is a local torchvision-format file, never downloaded."""
-    return _build(BasicBlock, (3, 4, 6, 3), pretrained, output_stride=output_stride, out_indices=out_indices,
-                  base_width=base_width, in_channels=in_channels, norm_layer=norm_layer)
+    return _build(
+        BasicBlock,
+        (3, 4, 6, 3),
+        pretrained,
+        output_stride=output_stride,
+        out_indices=out_indices,
+        base_width=base_width,
+        in_channels=in_channels,
+        norm_layer=norm_layer,
+    )
 
 
 @register_backbone
@@ -271,8 +293,16 @@ def resnet50(
     norm_layer: NormLayer = nn.BatchNorm2d,
 ) -> ResNet:
     """ResNet-50 (Bottleneck, 3-4-6-3). ``pretrained`` is a local torchvision-format file, never downloaded."""
-    return _build(Bottleneck, (3, 4, 6, 3), pretrained, output_stride=output_stride, out_indices=out_indices,
-                  base_width=base_width, in_channels=in_channels, norm_layer=norm_layer)
+    return _build(
+        Bottleneck,
+        (3, 4, 6, 3),
+        pretrained,
+        output_stride=output_stride,
+        out_indices=out_indices,
+        base_width=base_width,
+        in_channels=in_channels,
+        norm_layer=norm_layer,
+    )
 
 
 @register_backbone
@@ -286,5 +316,13 @@ def resnet101(
     norm_layer: NormLayer = nn.BatchNorm2d,
 ) -> ResNet:
     """ResNet-101 (Bottleneck, 3-4-23-3). ``pretrained`` is a local torchvision-format file, never downloaded."""
-    return _build(Bottleneck, (3, 4, 23, 3), pretrained, output_stride=output_stride, out_indices=out_indices,
-                  base_width=base_width, in_channels=in_channels, norm_layer=norm_layer)
+    return _build(
+        Bottleneck,
+        (3, 4, 23, 3),
+        pretrained,
+        output_stride=output_stride,
+        out_indices=out_indices,
+        base_width=base_width,
+        in_channels=in_channels,
+        norm_layer=norm_layer,
+    )
