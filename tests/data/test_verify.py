@@ -57,3 +57,15 @@ def test_cli_verify_on_synthetic(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["num_samples"] == 3 and out["problems"] == []
     assert abs(sum(out["label_fraction"].values()) - 1.0) < 1e-9
+
+
+def test_missing_dataset_directory_names_the_path_and_the_fix(tmp_path):
+    import pytest
+
+    from freqdense.data import create_dataset
+    from freqdense.errors import DataError
+
+    missing = tmp_path / "no_such_dir"
+    with pytest.raises(DataError, match="freqdense data synth --out") as err:
+        create_dataset("synthetic", split="train", root=str(missing))
+    assert str(missing) in str(err.value)
