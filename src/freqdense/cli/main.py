@@ -16,7 +16,18 @@ from ..errors import FreqdenseError
 log = logging.getLogger("freqdense")
 
 #: Subcommand modules, in the order `freqdense --help` lists them.
-_COMMAND_MODULES = ("train", "evaluate", "predict", "export", "config", "list", "demo", "data", "analyze")
+_COMMAND_MODULES = (
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "prune",
+    "config",
+    "list",
+    "demo",
+    "data",
+    "analyze",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ __all__ = [
     "ScheduleConfig",
     "EvalConfig",
     "TrainConfig",
+    "PruneConfig",
     "ExperimentConfig",
 ]
 
@@ -131,6 +132,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """Soft filter pruning during training (He et al., IJCAI 2018; paper 004 Table 2). Off when both rates are 0.
+
+    A rate is the fraction of filters zeroed in every prunable conv of its scope (per layer, counted in filters):
+    ``encoder_rate`` for ``model.encoder_modules`` (else ``model.backbone``), ``decoder_rate`` for the rest.
+    """
+
+    encoder_rate: float = 0.0
+    decoder_rate: float = 0.0
+    #: Re-select and zero the weakest filters every N epochs (and once before training).
+    every_epochs: int = 1
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
@@ -139,3 +154,4 @@ class ExperimentConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)

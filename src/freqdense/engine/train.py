@@ -132,6 +132,9 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) ->
         logger.truncate(step)
         log.info("resumed from %s at step %d", ckpt, step)
 
+    pruner = _soft_filter_pruner(cfg, model)
+    if pruner is not None and step == 0:
+        pruner.step()  # SFP zeroes the weakest filters once before training, then after every N epochs
     net = wrap_model(model, info, device)
     loader = train_loader(train_set, cfg.data, info, seed=cfg.train.seed)
     val = eval_loader(val_set, cfg.data, info)
@@ -187,6 +190,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) ->
             scaler.update()
             scheduler.step()
             step += 1
+            if pruner is not None and step % (steps_per_epoch * cfg.prune.every_epochs) == 0:
+                pruner.step()  # end of an epoch: before evaluation and checkpoint, so both see the mask
             n_last += batch["image"].shape[0] * info.world_size
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == total:
@@ -221,6 +226,17 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) ->
         write_json_atomic(run_dir / "metrics.json", result)
     logger.close()
     return result
+
+
+def _soft_filter_pruner(cfg: ExperimentConfig, model: torch.nn.Module):
+    """The SFP pruner of ``cfg.prune``, or None when pruning is off. Stateless: it re-selects filters from the
+    current weights at every call, so resuming needs no extra state."""
+    if cfg.prune.encoder_rate <= 0 and cfg.prune.decoder_rate <= 0:
+        return None
+    from ..pruning import SoftFilterPruner, encoder_decoder_scopes
+
+    scopes = encoder_decoder_scopes(model, cfg.prune.encoder_rate, cfg.prune.decoder_rate)
+    return SoftFilterPruner(model, scopes=scopes)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -6,7 +6,12 @@ from typing import Any
 
 import torch.nn as nn
 
-from . import multitask  # noqa: F401  (registers multitask_baseline, segmentation_baseline, depth_baseline)
+from ..pruning import training as _pruned  # noqa: F401, E402  (registers pruned_model: physically pruned checkpoints)
+from . import (
+    deeplabv3plus,  # noqa: F401  (registers deeplabv3plus)
+    fpn,  # noqa: F401  (registers fpn, segformer_head)
+    multitask,  # noqa: F401  (registers multitask_baseline, segmentation_baseline, depth_baseline)
+)
 from ._registry import MODELS, register_model
 
 __all__ = ["MODELS", "create_model", "list_models", "register_model"]

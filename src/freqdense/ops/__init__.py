@@ -12,6 +12,7 @@ from .fft import (
     shell_reduce,
     spectrum2d,
 )
+from .filters import hamming2d, normalize_kernels
 from .frequency import (
     OneSidedDifferences,
     forward_gradient_magnitude,
@@ -22,11 +23,15 @@ from .frequency import (
     two_sided_gradient_magnitude,
 )
 from .geometry import WarpResult, backproject, project, warp
+from .reassemble import carafe, carafe_reference, carafe_unfold
 
 __all__ = [
     "OneSidedDifferences",
     "WarpResult",
     "backproject",
+    "carafe",
+    "carafe_reference",
+    "carafe_unfold",
     "dct2d",
     "dct_matrix",
     "fft_frequencies",
@@ -35,7 +40,9 @@ __all__ = [
     "gaussian_blur2d",
     "gaussian_kernel1d",
     "gaussian_kernel2d",
+    "hamming2d",
     "idct2d",
+    "normalize_kernels",
     "one_sided_differences",
     "onesided_multiplicity",
     "power_profile",

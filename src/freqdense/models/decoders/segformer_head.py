@@ -1,0 +1,109 @@
+"""All-MLP decoder (SegFormer, Xie et al. 2021) with bilinear or FreqFusion "concat" fusion.
+
+Bilinear (SegFormer): a 1x1 projection per level, every level bilinearly resized to the finest, concatenated,
+fused by a 1x1 conv-BN-ReLU.
+
+FreqFusion follows the official SegNeXt head ``LightHamHeadFreqAware`` (spec freqfusion_fam_rgbd.md §1.9; the repo has
+no SegFormer integration, and the author advises following the SegNeXt scheme): levels are visited coarse to fine;
+``x`` starts as the coarsest projection and each step runs ``FreqFusion(hr=proj_i, lr=x)`` with
+``compressed_channels = (C_hr + C_lr) // compress_ratio`` and sets ``x`` to the group-interleaved concatenation of
+``(hr_out, lr_up)`` (:func:`interleave_concat`), so the next step's ``groups`` contiguous channel chunks (the
+offset generator's groups) each hold matching hr/lr channels. The final ``x`` has ``L * channels`` channels, like
+the bilinear concat, and goes through the same 1x1 fuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ...errors import ConfigError, ShapeError
+from ._fusion import ConvBNReLU, Fusion, build_freqfusion, check_fusion, freqfusion_step, upsample_like
+
+__all__ = ["SegFormerHead", "interleave_concat"]
+
+
+def interleave_concat(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """Concatenate ``a`` and ``b`` on channels so group ``g`` of the result is ``[a_g, b_g]``.
+
+    ``a`` is ``(B, Ca, H, W)``, ``b`` is ``(B, Cb, H, W)``, both channel counts divisible by ``groups``; the result
+    is ``(B, Ca + Cb, H, W)`` where channels ``g * (Ca + Cb) / G ...`` hold ``a``'s ``g``-th chunk then ``b``'s.
+    """
+    n, ca, h, w = a.shape
+    cb = b.shape[1]
+    if ca % groups or cb % groups:
+        raise ShapeError(f"interleave_concat: channels {ca} and {cb} must both be divisible by groups={groups}")
+    out = torch.cat([a.reshape(n, groups, ca // groups, h, w), b.reshape(n, groups, cb // groups, h, w)], dim=2)
+    return out.reshape(n, ca + cb, h, w)
+
+
+class SegFormerHead(nn.Module):
+    """SegFormer-style all-MLP decoder with concat fusion.
+
+    Args:
+        in_channels: channels of the backbone levels, finest first.
+        channels: projection width (``embed_dim``).
+        fusion: ``"bilinear"`` or ``"freqfusion"``.
+        fusion_kwargs: extra keywords for every FreqFusion; ``compressed_channels`` defaults per step to
+            ``(C_hr + C_lr) // compress_ratio``.
+        compress_ratio: 4 in the official SegNeXt config.
+        groups: interleaving groups (SegNeXt uses ``feature_resample_group`` = 4); ``channels`` must be divisible.
+
+    Attributes:
+        fusions: FreqFusion modules, ``fusions[i]`` fuses level ``i`` with the fused coarser levels.
+        out_channels: ``channels``.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        channels: int = 128,
+        *,
+        fusion: Fusion = "bilinear",
+        fusion_kwargs: dict[str, Any] | None = None,
+        compress_ratio: int = 4,
+        groups: int = 4,
+    ) -> None:
+        super().__init__()
+        self.in_channels = tuple(int(c) for c in in_channels)
+        if len(self.in_channels) < 2 or min(self.in_channels) < 1:
+            raise ConfigError(f"SegFormerHead needs >= 2 levels with positive channels, got {tuple(in_channels)!r}")
+        c = int(channels)
+        if c < 1 or int(groups) < 1 or c % int(groups):
+            raise ConfigError(
+                f"SegFormerHead channels={channels!r} must be positive and divisible by groups={groups!r}"
+            )
+        self.fusion = check_fusion(fusion)
+        self.groups = int(groups)
+        self.out_channels = c
+        n = len(self.in_channels)
+        self.proj = nn.ModuleList(nn.Conv2d(ci, c, 1) for ci in self.in_channels)
+        fusions = []
+        if self.fusion == "freqfusion":
+            for i in range(n - 1):  # fusions[i]: hr = level i (c channels), lr = levels i+1.. fused ((n-1-i) * c)
+                lr_c = (n - 1 - i) * c
+                kwargs = {"compressed_channels": max(1, (c + lr_c) // int(compress_ratio)), **dict(fusion_kwargs or {})}
+                fusions.append(build_freqfusion(c, lr_c, kwargs))
+        self.fusions = nn.ModuleList(fusions)
+        self.fuse = ConvBNReLU(n * c, c, 1)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[(B, C_k, H_k, W_k)]`` finest first -> ``(B, channels, H_0, W_0)``."""
+        got = tuple(f.shape[1] if f.dim() == 4 else None for f in features)
+        if got != self.in_channels:
+            raise ShapeError(
+                f"SegFormerHead expected {len(self.in_channels)} feature maps with channels {self.in_channels}, "
+                f"got {got}; build it with in_channels=backbone.out_channels"
+            )
+        projected = [p(f) for p, f in zip(self.proj, features)]
+        if self.fusion == "bilinear":
+            x = torch.cat([upsample_like(p, projected[0]) for p in reversed(projected)], dim=1)
+        else:
+            x = projected[-1]
+            for i in range(len(projected) - 2, -1, -1):
+                _, hr, lr = freqfusion_step(self.fusions[i], projected[i], x)
+                x = interleave_concat(hr, lr, self.groups)
+        return self.fuse(x)
