@@ -1,5 +1,6 @@
-"""CARAFE peak memory and time: ``carafe`` (tap accumulation) vs ``carafe_unfold`` (the official fallback's
-formulation) vs ``F.interpolate(bilinear)`` of the same tensor (the cheapest up-sampler), in one run.
+"""CARAFE peak memory and time: ``carafe`` (sub-pixel phases at input resolution) vs ``carafe_unfold`` (the official
+fallback's formulation) vs ``taps_at_output`` (the previous ``carafe``: taps accumulated at output resolution,
+defined here as a baseline) vs ``F.interpolate(bilinear)`` of the same tensor (the cheapest up-sampler), in one run.
 
 Run: ``python -m benchmarks.bench_carafe``. Case: features (1, 256, 64, 128) -> (1, 256, 128, 256), k = 5, group 1,
 float32, CPU. Targets: >= 3x less peak memory than the unfold formulation; the time ratio to bilinear is reported.
@@ -9,6 +10,10 @@ has loaded every kernel, the current resident set size (``/proc/self/statm``) is
 ``ru_maxrss`` (``resource.getrusage``, the kernel's high-water mark) after one call, minus that baseline. Large CPU
 tensors are mmap-ed and returned to the OS when freed, so this is the extra memory the call needed, output included.
 Forward only (inference, ``torch.no_grad``) and forward + backward (kernels and features require grad).
+
+Time: methods alternate, median of the repeats, as wall-clock and as process CPU time (the CPU-time ratios are the
+steadier ones on a shared machine). Forward + backward time is measured for ``carafe``, ``taps_at_output`` and
+bilinear only (the unfold formulation's backward takes seconds).
 """
 
 from __future__ import annotations
@@ -28,12 +33,30 @@ from freqdense.ops.reassemble import carafe, carafe_unfold
 
 SHAPE = (1, 256, 64, 128)
 K, SCALE = 5, 2
-METHODS = ("carafe", "carafe_unfold", "bilinear")
+METHODS = ("carafe", "carafe_unfold", "taps_at_output", "bilinear")
+TIMED_BACKWARD = ("carafe", "taps_at_output", "bilinear")
+
+
+def taps_at_output(features: torch.Tensor, kernels: torch.Tensor, kernel_size: int, scale: int) -> torch.Tensor:
+    """The previous ``carafe`` (zero padding, group 1): each of the k^2 taps is multiplied at output resolution,
+    broadcasting the shifted input over the s x s phases (innermost dimension of size s); autograd backward.
+    """
+    b, c, h, w = features.shape
+    k, s = kernel_size, scale
+    x = F.pad(features, (k // 2,) * 4)
+    m = kernels.reshape(b, k * k, h, s, w, s)
+    out = x.new_zeros(b, c, h, s, w, s)
+    for t in range(k * k):
+        dy, dx = divmod(t, k)
+        out.addcmul_(x[:, :, dy : dy + h, None, dx : dx + w, None], m[:, None, t])
+    return out.reshape(b, c, h * s, w * s)
 
 
 def _run(method: str, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     if method == "bilinear":
         return F.interpolate(x, scale_factor=SCALE, mode="bilinear", align_corners=False)
+    if method == "taps_at_output":
+        return taps_at_output(x, m, K, SCALE)
     fn = carafe if method == "carafe" else carafe_unfold
     return fn(x, m, K, 1, SCALE)
 
@@ -72,18 +95,25 @@ def _peak_mb(method: str, backward: bool) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def _median_times(repeats: int) -> dict[str, float]:
-    x, m = _inputs(SHAPE, False)
-    times: dict[str, list[float]] = {name: [] for name in METHODS}
-    with torch.no_grad():
-        for name in METHODS:
-            _run(name, x, m)
-        for _ in range(repeats):  # interleaved, so load bursts from other processes hit every method
-            for name in METHODS:
-                start = time.perf_counter()
-                _run(name, x, m)
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+def _median_times(repeats: int, backward: bool, methods: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per method; methods alternate so load bursts from other processes hit all."""
+    x, m = _inputs(SHAPE, backward)
+
+    def call(name: str) -> None:
+        out = _run(name, x, m)
+        if backward:
+            out.backward(torch.ones_like(out))
+
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+    with torch.set_grad_enabled(backward):
+        for name in methods:
+            call(name)
+        for _ in range(repeats):
+            for name in methods:
+                wall, cpu = time.perf_counter(), time.process_time()
+                call(name)
+                times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {n: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for n, v in times.items()}
 
 
 def main(repeats: int = 7) -> dict[str, float]:
@@ -93,7 +123,13 @@ def main(repeats: int = 7) -> dict[str, float]:
     for backward in (False, True):
         for name in METHODS:
             results[f"{name}_{'fwd_bwd' if backward else 'fwd'}_mb"] = _peak_mb(name, backward)
-    results.update({f"{name}_s": t for name, t in _median_times(repeats).items()})
+    bwd_repeats = max(3, repeats // 2)
+    for kind, timed in (
+        ("", _median_times(repeats, False, METHODS)),
+        ("fwd_bwd_", _median_times(bwd_repeats, True, TIMED_BACKWARD)),
+    ):
+        for name, (wall, cpu) in timed.items():
+            results[f"{name}_{kind}s"], results[f"{name}_{kind}cpu_s"] = wall, cpu
     out = sys.stdout
     b, c, h, w = SHAPE
     out_mb = b * c * h * w * SCALE * SCALE * 4 / 2**20
@@ -104,17 +140,29 @@ def main(repeats: int = 7) -> dict[str, float]:
         "  peak extra memory per call (fresh subprocess, ru_maxrss - RSS before the call):\n"
     )
     for kind in ("fwd", "fwd_bwd"):
-        ours, unf, bil = (results[f"{n}_{kind}_mb"] for n in METHODS)
+        ours, unf, old, bil = (results[f"{n}_{kind}_mb"] for n in METHODS)
         out.write(
-            f"    {kind:<8} carafe {ours:8.0f} MB   carafe_unfold {unf:8.0f} MB   bilinear {bil:8.0f} MB   "
-            f"unfold / carafe = {unf / ours:.1f}x\n"
+            f"    {kind:<8} carafe {ours:6.0f} MB   carafe_unfold {unf:6.0f} MB   taps_at_output {old:6.0f} MB   "
+            f"bilinear {bil:5.0f} MB   unfold / carafe = {unf / ours:.1f}x\n"
         )
-    ours, unf, bil = (results[f"{n}_s"] for n in METHODS)
-    out.write(
-        f"  median forward time ({repeats} runs): carafe {ours * 1e3:.0f} ms   carafe_unfold {unf * 1e3:.0f} ms   "
-        f"bilinear {bil * 1e3:.1f} ms\n"
-        f"  carafe / bilinear = {ours / bil:.1f}x slower;  carafe_unfold / carafe = {unf / ours:.1f}x\n"
-    )
+    out.write(f"  median time ({repeats} forward runs, {bwd_repeats} forward + backward runs), wall / CPU:\n")
+    for name in METHODS:
+        wall, cpu = results[f"{name}_s"] * 1e3, results[f"{name}_cpu_s"] * 1e3
+        line = f"    {name:<15} fwd {wall:7.1f} / {cpu:7.1f} ms"
+        if name in TIMED_BACKWARD:
+            wall, cpu = results[f"{name}_fwd_bwd_s"] * 1e3, results[f"{name}_fwd_bwd_cpu_s"] * 1e3
+            line += f"   fwd+bwd {wall:7.1f} / {cpu:7.1f} ms"
+        out.write(line + "\n")
+    for suffix, label in (("s", "wall"), ("cpu_s", "CPU")):
+        ours, unf, old, bil = (results[f"{n}_{suffix}"] for n in METHODS)
+        out.write(
+            f"  forward ({label}): carafe / bilinear = {ours / bil:.1f}x; taps_at_output / bilinear = {old / bil:.1f}x;"
+            f"  taps_at_output / carafe = {old / ours:.1f}x;  carafe_unfold / carafe = {unf / ours:.1f}x\n"
+        )
+        ours, old, bil = (results[f"{n}_fwd_bwd_{suffix}"] for n in TIMED_BACKWARD)
+        out.write(
+            f"  fwd+bwd ({label}): carafe / bilinear = {ours / bil:.1f}x; taps_at_output / carafe = {old / ours:.1f}x\n"
+        )
     return results
 
 

@@ -37,7 +37,7 @@ __all__ = ["register", "compute_model_spectrum", "compute_label_analysis", "comp
 log = logging.getLogger(__name__)
 
 #: Analyses living in their own modules, ``freqdense.cli.analyze_<name>_cmd`` (skipped while absent).
-_EXTRA_ANALYSES: tuple[str, ...] = ("flops", "similarity")
+_EXTRA_ANALYSES: tuple[str, ...] = ("flops", "similarity", "fairness", "relation")
 
 _DEFAULT_NU_MAX = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

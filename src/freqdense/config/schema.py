@@ -60,7 +60,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    name: Literal["segmentation", "depth", "multitask"] = "multitask"
+    name: Literal["segmentation", "depth", "multitask", "self_supervised_depth"] = "multitask"
     ignore_index: int = 255
     #: Classes absent from both prediction and ground truth: "exclude" (NaN, left out of mIoU, mmseg) or "zero"
     #: (IoU 0, counted in the mean, as Multi-Task-Learning-PyTorch's tables do).
@@ -76,6 +76,9 @@ class TaskConfig:
     depth_crop: str | None = None
     median_scaling: bool = False
     depth_aggregation: Literal["pixel", "image"] = "pixel"
+    #: Keyword arguments of ``freqdense.tasks.SelfSupervisedDepth`` (task.name: self_supervised_depth); the
+    #: evaluation protocol fields above (min_depth, max_depth, depth_crop, depth_aggregation) are its defaults.
+    self_supervised: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

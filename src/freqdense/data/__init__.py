@@ -20,7 +20,7 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 def _import_all() -> None:
     # Importing the modules registers them; done lazily so `import freqdense` stays light.
-    from . import ade20k, cityscapes, deepglobe, synthetic, voc  # noqa: F401
+    from . import ade20k, cityscapes, cityscapes_sequence, deepglobe, kitti, nyuv2, synthetic, voc  # noqa: F401
 
 
 __all__ = ["DATASETS", "create_dataset", "list_datasets"]

@@ -45,6 +45,7 @@ __all__ = [
     "CenterCrop",
     "Resize",
     "ColorJitter",
+    "BlockwiseLabels",
     "build_transforms",
     "hflip",
     "crop",
@@ -567,11 +568,49 @@ class ColorJitter(_RandomTransform):
         return jitter_color(sample, brightness=b, contrast=c, saturation=s, hue=h, order=order)
 
 
+class BlockwiseLabels(Transform):
+    """Replace ``semantic`` by its block-wise annotation at band limit ``nu_max`` (paper 004 Sec. 3.3).
+
+    A thin wrapper around :func:`freqdense.spectral.annotation.blockwise_annotation`: the label map is labelled on a
+    grid of ``2 nu_max + 1`` points per axis (cycles per image of the map it receives) and every pixel takes its
+    block's label. Put it after every geometric step (crops included) so the blocks align with the network input;
+    train only, evaluation uses the pixel-wise labels. Every other key passes through unchanged. A sample without
+    ``semantic`` is returned as is.
+
+    Args:
+        nu_max: band limit (``>= 0``); ``None`` is the full band (identity).
+        method: ``"majority"`` (vote of the block's non-void pixels) or ``"nearest"`` (label at the grid point).
+        num_classes: passed to the vote (default: inferred from the map).
+    """
+
+    def __init__(
+        self, nu_max: int | None, method: Literal["majority", "nearest"] = "majority", *, num_classes: int | None = None
+    ) -> None:
+        if nu_max is not None and (not isinstance(nu_max, (int, np.integer)) or isinstance(nu_max, bool) or nu_max < 0):
+            raise ConfigError(f"BlockwiseLabels nu_max must be a non-negative int or None (full band), got {nu_max!r}")
+        if method not in ("majority", "nearest"):
+            raise ConfigError(f"BlockwiseLabels method must be 'majority' or 'nearest', got {method!r}")
+        self.nu_max = None if nu_max is None else int(nu_max)
+        self.method = method
+        self.num_classes = num_classes
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        if self.nu_max is None or sample.get("semantic") is None:
+            return sample
+        from ..spectral.annotation import blockwise_annotation
+
+        out = dict(sample)
+        out["semantic"] = blockwise_annotation(
+            sample["semantic"], self.nu_max, method=self.method, ignore_index=IGNORE_INDEX, num_classes=self.num_classes
+        )
+        return out
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Config boundary.
 # --------------------------------------------------------------------------------------------------------------
 
-_CONFIG_KEYS = ("resize", "hflip", "zoom", "scale", "scale_choices", "crop", "color_jitter", "seed")
+_CONFIG_KEYS = ("resize", "hflip", "zoom", "scale", "scale_choices", "crop", "color_jitter", "blockwise_labels", "seed")
 
 
 def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
@@ -586,9 +625,13 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
     * ``scale_choices: [s1, s2, ...]`` - :class:`RandomScale` with a discrete choice;
     * ``crop: [h, w]`` - :class:`RandomCrop` with padding;
     * ``color_jitter: x`` (brightness = contrast = saturation = x) or a dict of :class:`ColorJitter` kwargs;
+    * ``blockwise_labels: nu_max`` or ``{nu_max: int, method: majority | nearest}`` - :class:`BlockwiseLabels`,
+      last, so the blocks align with the crop (training on block-wise annotation, paper 004 Sec. 3.3);
+      ``null`` = pixel-wise labels;
     * ``seed: int`` - salt of the pipeline's generator.
 
-    With ``train=False`` only ``resize`` is applied (evaluation sees whole, un-augmented images).
+    With ``train=False`` only ``resize`` is applied (evaluation sees whole, un-augmented images and pixel-wise
+    labels).
 
     Raises:
         ConfigError: unknown key (with close matches) or a malformed value (naming the key).
@@ -646,6 +689,15 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
                 f"transform key 'color_jitter' must be a number (brightness = contrast = saturation) or a dict of "
                 f"ColorJitter arguments, got {jitter!r}"
             )
+    blockwise = cfg.get("blockwise_labels")
+    if blockwise is not None:
+        if isinstance(blockwise, dict):
+            from .._registry import check_kwargs
+
+            check_kwargs(BlockwiseLabels, blockwise, what="transform key 'blockwise_labels'")
+            steps.append(BlockwiseLabels(**blockwise))
+        else:
+            steps.append(BlockwiseLabels(blockwise))
     return Compose(steps, seed=seed)
 
 

@@ -35,6 +35,10 @@ DEPTH_CROPS: dict[str, tuple[float, float, float, float]] = {
     "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
     # Eigen et al. NeurIPS 2014 crop.
     "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
+    # ManyDepth Cityscapes test: [256:, 192:1856] of the 768x2048 GT left after dropping the bottom 25 % (ego car).
+    "cityscapes": (1.0 / 3.0, 1.0, 0.09375, 0.90625),
+    # Eigen NYUv2 crop [45:471, 41:601] at 480x640.
+    "nyu_eigen": (0.09375, 0.98125, 0.0640625, 0.9390625),
 }
 
 #: Keyword presets for the protocols in docs/metrics.md (pass as ``DepthMetrics(**DEPTH_PROTOCOLS[name])``).
@@ -64,6 +68,24 @@ DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
         "min_depth": 1e-3,
         "max_depth": 80.0,
         "crop": None,
+        "median_scaling": True,
+        "aggregation": "image",
+        "pred_clamp": True,
+    },
+    # ManyDepth / Freq-Aware-Depth Cityscapes test (GT already cropped to its top 75 %, see data.cityscapes_sequence).
+    "cityscapes_mono": {
+        "min_depth": 1e-3,
+        "max_depth": 80.0,
+        "crop": "cityscapes",
+        "median_scaling": True,
+        "aggregation": "image",
+        "pred_clamp": True,
+    },
+    # Self-supervised NYUv2 (P2Net / StructDepth style; unverified in the spec): Eigen crop, cap 10 m, median scaling.
+    "nyuv2_eigen_mono": {
+        "min_depth": 1e-3,
+        "max_depth": 10.0,
+        "crop": "nyu_eigen",
         "median_scaling": True,
         "aggregation": "image",
         "pred_clamp": True,

@@ -10,6 +10,7 @@ from ..pruning import training as _pruned  # noqa: F401, E402  (registers pruned
 from . import (
     deeplabv3plus,  # noqa: F401  (registers deeplabv3plus)
     fpn,  # noqa: F401  (registers fpn, segformer_head)
+    monodepth,  # noqa: F401  (registers monodepth)
     multitask,  # noqa: F401  (registers multitask_baseline, segmentation_baseline, depth_baseline)
 )
 from ._registry import MODELS, register_model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .ambiguity import ambiguity_map
+from .blur import auto_blur, auto_blur_weight
 from .dct import dct2d, dct_matrix, idct2d
 from .fft import (
     fft_frequencies,
@@ -28,6 +30,9 @@ from .reassemble import carafe, carafe_reference, carafe_unfold
 __all__ = [
     "OneSidedDifferences",
     "WarpResult",
+    "ambiguity_map",
+    "auto_blur",
+    "auto_blur_weight",
     "backproject",
     "carafe",
     "carafe_reference",

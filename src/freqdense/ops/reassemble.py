@@ -8,9 +8,11 @@ differs from mmcv only in a border band of ``(k // 2) * s`` output pixels.
 
 Three formulations, equal up to float rounding:
 
-- ``carafe``: accumulates the ``k^2`` taps one at a time into the output, broadcasting each shifted input over the
-  ``s x s`` sub-pixel phases. Its working memory is the output plus a padded copy of the input: it never forms the
-  ``C * k^2 x (sH x sW)`` unfolded tensor. Autograd keeps only views of those two tensors.
+- ``carafe``: splits the output into the ``s x s`` sub-pixel phases, so every tap is read at input resolution:
+  ``out[s i + a, s j + b] = sum_t K[t, s i + a, s j + b] x_pad[i + dy_t, j + dx_t]``, i.e. ``k^2`` multiply-adds
+  of shifted views of the padded input (broadcast over the phases) into a phase-major accumulator, interleaved
+  into the output once at the end. Working memory: the output twice, a padded copy of the input and the kernels in
+  phase layout; the backward (hand-written, same loop) keeps only the last two.
 - ``carafe_unfold``: the official fallback's formulation (``F.unfold``, nearest up-sampling of the columns,
   multiply, sum): ``k^2`` times the output's memory. Kept as the benchmark baseline.
 - ``carafe_reference``: a naive per-pixel loop, for tests on tiny tensors only.
@@ -22,6 +24,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .._checks import check_shape
 from ..errors import ShapeError
@@ -68,6 +71,66 @@ def _pad(x: torch.Tensor, radius: int, padding_mode: str) -> torch.Tensor:
     return F.pad(x, (radius, radius, radius, radius), mode="constant" if padding_mode == "zeros" else "reflect")
 
 
+class _PhaseCarafe(torch.autograd.Function):
+    """Tap accumulation at input resolution over all sub-pixel phases at once, with a hand-written backward.
+
+    ``xp``: (B, G, C/G, H + 2r, W + 2r) padded input; ``kp``: (B, G, k^2, s * s, H, W) kernels in phase layout.
+    Returns (B, G, C/G, s * s, H, W), phase-major. Each tap is one ``addcmul_`` of a shifted view of ``xp``,
+    broadcast over the ``s * s`` phases, into a contiguous accumulator, so the innermost dimension is the image
+    width (vectorised) rather than the phase (size s). Autograd would record one node per tap and materialise a
+    zero-filled copy of ``xp`` for every sliced gradient; the explicit backward runs the same loop instead.
+    """
+
+    @staticmethod
+    def forward(ctx, xp: torch.Tensor, kp: torch.Tensor, kernel_size: int, chunk: int) -> torch.Tensor:  # noqa: ANN001
+        b, g, cg = xp.shape[:3]
+        phases, h, w = kp.shape[3:]
+        out = xp.new_empty(b, g, cg, phases, h, w)
+        xs = xp[:, :, :, None]  # (B, G, C/G, 1, H + 2r, W + 2r): broadcast over the phases
+        taps = kp[:, :, :, None]  # (B, G, k^2, 1, s * s, H, W): broadcast over the channels
+        for c0 in range(0, cg, chunk):
+            xc, acc = xs[:, :, c0 : c0 + chunk], out[:, :, c0 : c0 + chunk]
+            torch.mul(xc[..., :h, :w], taps[:, :, 0], out=acc)
+            for t in range(1, kernel_size * kernel_size):
+                dy, dx = divmod(t, kernel_size)
+                acc.addcmul_(xc[..., dy : dy + h, dx : dx + w], taps[:, :, t])
+        ctx.save_for_backward(xp, kp)
+        ctx.kernel_size, ctx.chunk = kernel_size, chunk
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:  # noqa: ANN001
+        xp, kp = ctx.saved_tensors
+        k, chunk = ctx.kernel_size, ctx.chunk
+        need_x, need_k = ctx.needs_input_grad[:2]
+        cg = xp.shape[2]
+        h, w = kp.shape[-2:]
+        grad_xp = torch.zeros_like(xp) if need_x else None
+        grad_kp = torch.zeros_like(kp) if need_k else None
+        grad_out = grad_out.contiguous()
+        for c0 in range(0, cg, chunk):
+            xc, gc = xp[:, :, c0 : c0 + chunk], grad_out[:, :, c0 : c0 + chunk]
+            prod = torch.empty_like(gc)
+            for t in range(k * k):
+                dy, dx = divmod(t, k)
+                if grad_xp is not None:  # transposed reassembly: each tap's weighted gradient back to its source
+                    torch.mul(gc, kp[:, :, t, None], out=prod)
+                    grad_xp[:, :, c0 : c0 + chunk, dy : dy + h, dx : dx + w] += prod.sum(dim=3)
+                if grad_kp is not None:  # d out / d K[t] = the shifted input, summed over the channels
+                    torch.mul(gc, xc[:, :, :, None, dy : dy + h, dx : dx + w], out=prod)
+                    grad_kp[:, :, t] += prod.sum(dim=2)
+        return grad_xp, grad_kp, None, None
+
+
+def _chunk_channels(chunk_channels: int | None, channels: int) -> int:
+    if chunk_channels is None:
+        return channels
+    if chunk_channels < 1:
+        raise ValueError(f"carafe: chunk_channels must be >= 1 or None (all channels at once), got {chunk_channels}")
+    return min(channels, chunk_channels)
+
+
 def carafe(
     features: torch.Tensor,
     kernels: torch.Tensor,
@@ -76,8 +139,9 @@ def carafe(
     scale: int = 2,
     *,
     padding_mode: PaddingMode = "zeros",
+    chunk_channels: int | None = None,
 ) -> torch.Tensor:
-    """Reassemble ``features`` with per-output-pixel kernels (CARAFE), memory-lean, mmcv argument order.
+    """Reassemble ``features`` with per-output-pixel kernels (CARAFE), fast and memory-lean, mmcv argument order.
 
     Args:
         features: (B, C, H, W) input.
@@ -88,6 +152,8 @@ def carafe(
         group: channel groups; group ``g`` holds the contiguous channels ``[g * C / group, (g + 1) * C / group)``.
         scale: integer up-sampling factor ``s`` (1 = same-resolution filtering).
         padding_mode: ``"zeros"`` (mmcv CARAFE) or ``"reflect"`` (official FreqFusion pure-torch fallback).
+        chunk_channels: channels (per group) per pass over the taps; ``None`` = all (fewest ops, fastest on a
+            loaded CPU). Smaller chunks bound the backward's temporaries; the result does not depend on it.
 
     Returns:
         (B, C, scale * H, scale * W), in the promoted dtype of ``features`` and ``kernels`` (autocast-safe).
@@ -104,15 +170,14 @@ def carafe(
     _validate(features, kernels, kernel_size, group, scale, padding_mode)
     b, c, h, w = features.shape
     k, s = kernel_size, scale
+    chunk = _chunk_channels(chunk_channels, c // group)
     dtype = torch.promote_types(features.dtype, kernels.dtype)
-    x = _pad(features.to(dtype), k // 2, padding_mode).reshape(b, group, c // group, h + k - 1, w + k - 1)
-    m = kernels.to(dtype).reshape(b, group, k * k, h, s, w, s)
-    out = x.new_zeros(b, group, c // group, h, s, w, s)
-    for t in range(k * k):
-        dy, dx = divmod(t, k)
-        # (B, G, C/G, H, 1, W, 1) x (B, G, 1, H, s, W, s): broadcasting replaces the nearest up-sampling of the input.
-        out.addcmul_(x[:, :, :, dy : dy + h, None, dx : dx + w, None], m[:, :, None, t])
-    return out.reshape(b, c, h * s, w * s)
+    xp = _pad(features.to(dtype), k // 2, padding_mode).reshape(b, group, c // group, h + k - 1, w + k - 1)
+    # Phase layout (B, G, k^2, s * s, H, W): output pixel (s i + a, s j + a2) of phase a * s + a2 sits at (i, j).
+    kp = kernels.to(dtype).reshape(b, group, k * k, h, s, w, s).permute(0, 1, 2, 4, 6, 3, 5)
+    kp = kp.reshape(b, group, k * k, s * s, h, w)
+    out = _PhaseCarafe.apply(xp, kp, k, chunk).view(b, group, c // group, s, s, h, w)
+    return out.permute(0, 1, 2, 5, 3, 6, 4).reshape(b, c, h * s, w * s)
 
 
 def carafe_unfold(

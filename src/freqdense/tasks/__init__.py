@@ -8,12 +8,37 @@ from ..config.schema import TaskConfig
 from .base import MetricSet, Task, TaskPart
 from .depth import DepthEstimation, depth_loss
 from .segmentation import SemanticSegmentation
+from .self_supervised_depth import SelfSupervisedDepth
 
-__all__ = ["Task", "TaskPart", "MetricSet", "SemanticSegmentation", "DepthEstimation", "depth_loss", "build_task"]
+__all__ = [
+    "Task",
+    "TaskPart",
+    "MetricSet",
+    "SemanticSegmentation",
+    "DepthEstimation",
+    "depth_loss",
+    "build_task",
+    "SelfSupervisedDepth",
+]
 
 
 def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequence[str] | None = None) -> Task:
-    """The task of an experiment config (``segmentation``, ``depth`` or ``multitask`` = both)."""
+    """The task of an experiment config (``segmentation``, ``depth``, ``multitask`` = both, or
+    ``self_supervised_depth``)."""
+    if cfg.name == "self_supervised_depth":
+        from .._registry import check_kwargs
+
+        kwargs = dict(
+            eval_min_depth=cfg.min_depth,
+            eval_max_depth=cfg.max_depth,
+            eval_crop=cfg.depth_crop,
+            eval_aggregation=cfg.depth_aggregation,
+        )
+        if cfg.median_scaling:
+            kwargs["median_scaling"] = True
+        kwargs.update(cfg.self_supervised)
+        check_kwargs(SelfSupervisedDepth, kwargs, what="task.self_supervised")
+        return SelfSupervisedDepth(**kwargs)  # type: ignore[return-value]
     parts = {}
     if cfg.name in ("segmentation", "multitask"):
         if not num_classes:

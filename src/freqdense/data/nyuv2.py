@@ -1,0 +1,156 @@
+"""NYUv2 depth evaluation from the official labeled file (spec datasets_and_conventions.md A2, A5).
+
+Layout::
+
+    <root>/nyu_depth_v2_labeled.mat   MATLAB v7.3 (HDF5): images (N, 3, 640, 480) uint8, depths (N, 640, 480) metres
+    <root>/splits.mat                 MATLAB v5: trainNdxs (795, 1), testNdxs (654, 1), 1-based
+
+h5py reverses MATLAB's axis order, so each image is transposed to (3, 480, 640) and each depth to (480, 640).
+``depths`` are the in-painted (hole-filled) maps; ``rawDepths`` (``raw_depth=True``) keep the sensor holes (0).
+The usual self-supervised protocol (``DEPTH_PROTOCOLS["nyuv2_eigen_mono"]``: Eigen crop [45:471, 41:601] at
+480x640, cap 10 m, median scaling) is the common P2Net/StructDepth one and is marked unverified in the spec.
+Importing this module registers ``"nyuv2_depth"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from . import DATASETS
+from ._segmentation_files import check_num_samples, check_root, check_split
+from .sample import Sample, depth_valid_mask
+
+__all__ = ["NYU_COLOR_INTRINSICS", "NYUv2Depth", "read_nyu_split_indices"]
+
+#: NYU Kinect colour camera (fx, fy, cx, cy) in pixels at 480x640.
+NYU_COLOR_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
+
+_LAYOUT = """  <root>/nyu_depth_v2_labeled.mat   (h5py-readable MATLAB v7.3 file with 'images' and 'depths')
+  <root>/splits.mat                 (trainNdxs / testNdxs, 1-based)"""
+_SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}
+
+
+def read_nyu_split_indices(path: str | os.PathLike, split: str) -> list[int]:
+    """The 1-based frame numbers of ``split`` (``"train"``: 795, ``"test"``: 654) from ``splits.mat``.
+
+    Raises:
+        DataError: missing/unreadable file or key.
+    """
+    import scipy.io
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"NYUv2 split file {os.fspath(path)!r} does not exist; put splits.mat next to the .mat file")
+    try:
+        mat = scipy.io.loadmat(p)
+    except (OSError, ValueError, NotImplementedError) as err:
+        raise DataError(f"cannot read NYUv2 split file {os.fspath(path)!r} ({type(err).__name__}: {err})") from err
+    key = _SPLIT_KEYS[split]
+    if key not in mat:
+        raise DataError(f"NYUv2 split file {os.fspath(path)!r} has no {key!r} array; is it the official splits.mat?")
+    return [int(i) for i in np.asarray(mat[key]).reshape(-1)]
+
+
+class NYUv2Depth(Dataset):
+    """The labeled NYUv2 frames as depth samples (RGB, metric depth, colour-camera intrinsics).
+
+    Args:
+        root: folder with ``nyu_depth_v2_labeled.mat`` and ``splits.mat``.
+        split: ``"test"`` (654 frames) or ``"train"`` (795).
+        transform: joint transform applied to each sample.
+        raw_depth: read ``rawDepths`` (holes = 0) instead of the in-painted ``depths``.
+        num_samples: use only the first ``num_samples`` frames.
+
+    Samples: ``image`` (3, 480, 640), ``depth``/``depth_valid`` (1, 480, 640), ``intrinsics``, ``meta`` with
+    the 1-based frame number as a 4-digit id (ESANet's file names; SA-Gate's copies are 0-based).
+    """
+
+    name = "nyuv2_depth"
+
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike | None = None,
+        split: str = "test",
+        transform: Callable[[Sample], Sample] | None = None,
+        raw_depth: bool = False,
+        num_samples: int | None = None,
+    ) -> None:
+        import h5py
+
+        self.split = check_split(split, tuple(_SPLIT_KEYS), "nyuv2_depth")
+        self.root = check_root(root, "nyuv2_depth", _LAYOUT)
+        self.mat_path = self.root / "nyu_depth_v2_labeled.mat"
+        self.depth_key = "rawDepths" if raw_depth else "depths"
+        self.transform = transform
+        if not self.mat_path.is_file():
+            raise DataError(f"NYUv2 file {os.fspath(self.mat_path)!r} does not exist; expected layout:\n{_LAYOUT}")
+        try:
+            with h5py.File(self.mat_path, "r") as f:
+                shapes = {k: f[k].shape for k in ("images", self.depth_key)}
+        except (OSError, KeyError) as err:
+            raise DataError(
+                f"cannot read 'images'/{self.depth_key!r} from {os.fspath(self.mat_path)!r} with h5py "
+                f"({type(err).__name__}: {err}); it must be the official MATLAB v7.3 labeled file"
+            ) from err
+        count = shapes["images"][0]
+        if len(shapes["images"]) != 4 or shapes["images"][1] != 3 or shapes[self.depth_key][0] != count:
+            raise DataError(
+                f"{os.fspath(self.mat_path)!r} has images {shapes['images']} and {self.depth_key} "
+                f"{shapes[self.depth_key]}; expected (N, 3, W, H) and (N, W, H)"
+            )
+        indices = read_nyu_split_indices(self.root / "splits.mat", split)
+        bad = [i for i in indices if not 1 <= i <= count]
+        if bad:
+            raise DataError(f"splits.mat lists frame {bad[0]} but the .mat file has {count} frames (1-based)")
+        self.indices = indices[: check_num_samples(num_samples, len(indices), "nyuv2_depth", split)]
+        self._file: Any = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _handle(self) -> Any:
+        import h5py
+
+        if self._file is None or self._pid != os.getpid():  # one handle per (worker) process
+            self._file = h5py.File(self.mat_path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
+    def __getitem__(self, index: int) -> Sample:
+        n = len(self.indices)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for nyuv2_depth {self.split!r} split of {n} samples")
+        index = int(index) % n
+        frame = self.indices[index]
+        f = self._handle()
+        rgb = np.asarray(f["images"][frame - 1]).transpose(0, 2, 1)  # (3, W, H) -> (3, H, W)
+        depth = np.asarray(f[self.depth_key][frame - 1], dtype=np.float32).T
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
+        depth_t = torch.from_numpy(np.nan_to_num(np.ascontiguousarray(depth), nan=0.0, posinf=0.0, neginf=0.0))[None]
+        fx, fy, cx, cy = NYU_COLOR_INTRINSICS
+        sample: Sample = {
+            "image": image,
+            "depth": depth_t,
+            "depth_valid": depth_valid_mask(depth_t),
+            "intrinsics": torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32),
+            "meta": {"id": f"{frame:04d}", "index": index, "split": self.split},
+        }
+        return self.transform(sample) if self.transform is not None else sample
+
+
+DATASETS.register(NYUv2Depth, name="nyuv2_depth")

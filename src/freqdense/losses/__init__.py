@@ -1,0 +1,33 @@
+"""Losses as function + module pairs: photometric reprojection (Monodepth2), Auto-Blur and Ambiguity-Masking
+(frequency-aware self-supervised depth, paper 001), edge-aware smoothness."""
+
+from __future__ import annotations
+
+from .ambiguity_mask import AmbiguityMask, ambiguity_mask, warp_with_grid
+from .auto_blur import AutoBlur
+from .photometric import (
+    LossImages,
+    MinReprojection,
+    PhotometricLoss,
+    PhotometricLossOutput,
+    min_reprojection,
+    photometric_error,
+    ssim,
+)
+from .smoothness import EdgeAwareSmoothness, smoothness_loss
+
+__all__ = [
+    "AmbiguityMask",
+    "AutoBlur",
+    "EdgeAwareSmoothness",
+    "LossImages",
+    "MinReprojection",
+    "PhotometricLoss",
+    "PhotometricLossOutput",
+    "ambiguity_mask",
+    "min_reprojection",
+    "photometric_error",
+    "smoothness_loss",
+    "ssim",
+    "warp_with_grid",
+]

@@ -1,0 +1,286 @@
+"""Self-supervised monocular depth (Monodepth2) with paper 001's Auto-Blur and Ambiguity-Masking.
+
+Per training batch (see docs/methods/selfsup_pipeline.md and /work/shared/specs/selfsup_depth.md §1.3-1.5, §2.3):
+
+1. The depth network sees the raw target image; the pose network sees raw frame pairs in temporal order
+   (mode M / MS). Mode S / MS adds the right stereo view with its known pose ``pose_right``.
+2. The images the *loss* sees (target and sources, at every scale) are auto-blurred when ``auto_blur`` is on.
+3. For each decoder scale s, disp_s is upsampled (bilinear) to full resolution, turned into depth, and every source
+   is warped into the target view (``grid_sample``, border padding, ``align_corners=True``).
+4. Photometric error 0.85 (1 - SSIM) / 2 + 0.15 L1 per source; per-pixel minimum over the sources and, with
+   auto-masking, over the unwarped (identity) sources too.
+5. Ambiguity-Masking: the ambiguity of the target and of the argmin-reprojection source, warped with the same grid,
+   max-combined; hard mask ``S < delta`` or soft ``exp(-gamma S)`` multiplies the minimum map.
+6. Loss_s = mean(min map * mask) + smoothness_weight / 2^s * smoothness(disp_s, image_s); total = mean over s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.sample import Sample, depth_valid_mask
+from ..errors import ConfigError, ShapeError
+from ..metrics import DepthMetrics
+from .base import MetricSet
+
+__all__ = ["SelfSupervisedDepth", "SOURCES_OF_MODE"]
+
+#: Source views used by each training mode (Monodepth2 frame ids -1, +1 and "s").
+SOURCES_OF_MODE: dict[str, tuple[str, ...]] = {"M": ("prev", "next"), "S": ("right",), "MS": ("prev", "next", "right")}
+_BATCH_KEYS = {
+    "prev": ("image_prev", "pose_prev"),
+    "next": ("image_next", "pose_next"),
+    "right": ("image_right", "pose_right"),
+}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+class SelfSupervisedDepth:
+    """Monodepth2's training objective, Auto-Blur and Ambiguity-Masking, and depth evaluation.
+
+    Args:
+        mode: ``"M"`` (video: previous + next frame, predicted poses), ``"S"`` (stereo pair, known pose) or
+            ``"MS"`` (both).
+        scales: decoder scales that enter the loss (the model must predict ``disp:<s>`` for each).
+        ssim_weight: weight of the SSIM term in the photometric error (0.85).
+        smoothness_weight: edge-aware smoothness weight at scale 0 (1e-3), divided by 2^s at scale s.
+        automask: Monodepth2 auto-masking with the identity reprojection errors.
+        auto_blur: False, True (paper defaults) or keyword arguments of ``freqdense.ops.auto_blur``.
+        ambiguity_mask: None (off), ``"hard"`` (``S < delta``) or ``"soft"`` (``exp(-gamma S)``).
+        delta: hard-mask threshold (0.3).
+        gamma: soft-mask coefficient (3).
+        min_depth: depth of disparity 1; must equal the model's.
+        max_depth: depth of disparity 0; must equal the model's.
+        pose: ``"net"`` (the pose network predicts T_{t->t+-1}) or ``"gt"`` (the batch's ``pose_prev`` /
+            ``pose_next``; a debugging / upper-bound option).
+        median_scaling: evaluation median scaling; None = on for M, off for S / MS (metric through the baseline).
+        eval_min_depth: ground truth must exceed this to be evaluated.
+        eval_max_depth: ground truth must be below this; predictions are clamped to the same range.
+        eval_crop: evaluation crop (see ``DepthMetrics``).
+        eval_aggregation: ``"image"`` (per-image mean, Monodepth2) or ``"pixel"``.
+    """
+
+    key = "depth"
+
+    def __init__(
+        self,
+        *,
+        mode: Literal["M", "S", "MS"] = "M",
+        scales: Sequence[int] = (0, 1, 2, 3),
+        ssim_weight: float = 0.85,
+        smoothness_weight: float = 1e-3,
+        automask: bool = True,
+        auto_blur: bool | Mapping[str, Any] = False,
+        ambiguity_mask: Literal["hard", "soft"] | None = None,
+        delta: float = 0.3,
+        gamma: float = 3.0,
+        min_depth: float = 0.1,
+        max_depth: float = 100.0,
+        pose: Literal["net", "gt"] = "net",
+        median_scaling: bool | None = None,
+        eval_min_depth: float = 1e-3,
+        eval_max_depth: float = 80.0,
+        eval_crop: str | Sequence[float] | None = None,
+        eval_aggregation: Literal["pixel", "image"] = "image",
+    ) -> None:
+        if mode not in SOURCES_OF_MODE:
+            raise ConfigError(f"self_supervised.mode must be one of {sorted(SOURCES_OF_MODE)}, got {mode!r}")
+        if ambiguity_mask not in (None, "hard", "soft"):
+            raise ConfigError(f"self_supervised.ambiguity_mask must be null, 'hard' or 'soft', got {ambiguity_mask!r}")
+        if pose not in ("net", "gt"):
+            raise ConfigError(f"self_supervised.pose must be 'net' or 'gt', got {pose!r}")
+        self.scales = tuple(int(s) for s in scales)
+        if not self.scales or any(s < 0 for s in self.scales):
+            raise ConfigError(f"self_supervised.scales must be non-negative ints, got {list(scales)}")
+        if not isinstance(auto_blur, (bool, Mapping)):
+            raise ConfigError(
+                f"self_supervised.auto_blur must be true/false or a mapping of options, got {auto_blur!r}"
+            )
+        self.mode = mode
+        self.sources = SOURCES_OF_MODE[mode]
+        self.ssim_weight = float(ssim_weight)
+        self.smoothness_weight = float(smoothness_weight)
+        self.automask = bool(automask)
+        self.auto_blur_kwargs: dict[str, Any] | None = (
+            dict(auto_blur) if isinstance(auto_blur, Mapping) else ({} if auto_blur else None)
+        )
+        self.ambiguity_mode = ambiguity_mask
+        self.delta, self.gamma = float(delta), float(gamma)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.pose_source = pose
+        self.median_scaling = (mode == "M") if median_scaling is None else bool(median_scaling)
+        from ..losses import AmbiguityMask, AutoBlur, EdgeAwareSmoothness, PhotometricLoss
+
+        self.photometric_loss = PhotometricLoss(
+            ssim_weight=self.ssim_weight,
+            automask=self.automask,
+            auto_blur=AutoBlur(**self.auto_blur_kwargs) if self.auto_blur_kwargs is not None else None,
+            ambiguity_mask=AmbiguityMask(ambiguity_mask, delta=self.delta, gamma=self.gamma)
+            if ambiguity_mask
+            else None,
+        )
+        self.smoothness = EdgeAwareSmoothness()
+        self.metric_kwargs = dict(
+            min_depth=eval_min_depth,
+            max_depth=eval_max_depth,
+            crop=eval_crop,
+            median_scaling=self.median_scaling,
+            aggregation=eval_aggregation,
+        )
+
+    # -------------------------------------------------------------------------------------------- Task interface
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key,)
+
+    def training_step(self, model: nn.Module, batch: Sample) -> dict[str, Tensor]:
+        """Predict depth (and poses), then :meth:`compute_losses`."""
+        self._check_model(model)
+        for name in self.sources:
+            self._batch(batch, _BATCH_KEYS[name][0])
+        image = batch["image"]
+        pairs = {}
+        if self.pose_source == "net":
+            if "prev" in self.sources:
+                pairs["prev"] = (self._batch(batch, "image_prev"), image, True)  # T_{t->t-1}
+            if "next" in self.sources:
+                pairs["next"] = (image, self._batch(batch, "image_next"), False)  # T_{t->t+1}
+        outputs = model(image, pose_pairs=pairs) if pairs else model(image)
+        disps = {}
+        for s in self.scales:
+            if f"disp:{s}" not in outputs:
+                raise ShapeError(
+                    f"the model returned {sorted(outputs)} but self-supervised training needs 'disp:{s}'; use the "
+                    "monodepth model with scales containing every task scale"
+                )
+            disps[s] = outputs[f"disp:{s}"]
+        poses = {name: outputs[f"pose_{name}"] for name in pairs}
+        return self.compute_losses(batch, disps, poses)
+
+    def make_metrics(self) -> MetricSet:
+        return MetricSet({self.key: DepthMetrics(**self.metric_kwargs)})
+
+    @torch.no_grad()
+    def evaluation_step(self, model: nn.Module, batch: Sample, metrics: MetricSet) -> dict[str, Tensor]:
+        """Depth metrics of the scale-0 depth on ``batch["depth"]`` (median-scaled for M by default)."""
+        outputs = model(batch["image"])
+        target = batch["depth"]
+        valid = batch.get("depth_valid")
+        if valid is None:
+            valid = depth_valid_mask(target)
+        pred = outputs[self.key]
+        if tuple(pred.shape[-2:]) != tuple(target.shape[-2:]):
+            pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        metrics.metrics[self.key].update(pred.float(), target, valid)
+        return outputs
+
+    # ------------------------------------------------------------------------------------------------ the loss
+    def compute_losses(
+        self,
+        batch: Sample,
+        disps: Mapping[int, Tensor] | None = None,
+        poses: Mapping[str, Tensor] | None = None,
+        *,
+        depths: Mapping[int, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """The loss terms for given disparities (or depths) and poses.
+
+        Args:
+            batch: the batch (``image``, ``intrinsics`` and the sources of the mode).
+            disps: {scale: (B, 1, h_s, w_s) sigmoid disparity}; upsampled to full resolution for warping.
+            poses: {"prev"/"next": (B, 4, 4) T_{t->source}} for the video sources (``pose="gt"`` or missing
+                entries take the batch's ``pose_prev``/``pose_next``); the stereo pose is always ``pose_right``.
+            depths: instead of ``disps``, full-resolution depths per scale (testing with ground truth); the
+                smoothness term is then computed on 1 / depth.
+
+        Returns:
+            ``total`` (differentiable) and detached diagnostics: ``photometric``, ``smoothness``,
+            ``automask_fraction`` (share of pixels where a warped source won), ``ambiguity_mask_mean``.
+        """
+        if (disps is None) == (depths is None):
+            raise ValueError("compute_losses needs exactly one of disps or depths")
+        from ..ops import backproject, project
+
+        image = batch["image"]
+        b, _, h, w = image.shape
+        K = self._batch(batch, "intrinsics")
+        inv_K = torch.linalg.inv(K[:, :3, :3].float()).to(image.dtype)
+        poses = dict(poses or {})
+        source_images, source_poses = [], []
+        for name in self.sources:
+            image_key, pose_key = _BATCH_KEYS[name]
+            pose = poses.get(name) if name != "right" else None
+            source_images.append(self._batch(batch, image_key))
+            source_poses.append((pose if pose is not None else self._batch(batch, pose_key)).to(image.dtype))
+
+        # Scale-independent: loss images (auto-blurred when on), identity errors, ambiguity maps.
+        photometric = self.photometric_loss
+        prepared = photometric.prepare(image, source_images)
+        ambiguity = self.ambiguity_mode is not None
+
+        scale_maps = disps if disps is not None else depths
+        total = image.new_zeros(())
+        photometric_sum, smooth_sum = image.new_zeros(()), image.new_zeros(())
+        won, mask_mean = [], []
+        for s in self.scales:
+            pred = scale_maps[s]
+            if disps is not None:
+                full = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)
+                depth = 1.0 / (1.0 / self.max_depth + (1.0 / self.min_depth - 1.0 / self.max_depth) * full)
+                disp_s = pred
+            else:
+                depth = pred if pred.shape[-2:] == (h, w) else F.interpolate(pred, size=(h, w), mode="nearest")
+                disp_s = 1.0 / depth.clamp_min(1e-6)
+            points = backproject(depth, inv_K)
+            grids = [project(points, K, pose, size=(h, w)) for pose in source_poses]
+            result = photometric(prepared, grids=grids)
+            if self.automask:
+                won.append(result.min_reprojection.automask.float().mean().detach())
+            if result.weights is not None:
+                mask_mean.append(result.weights.float().mean().detach())
+            # Smoothness at the decoder's own resolution; raw images when ambiguity masking is on (freq-aware).
+            smooth_image = self._scaled_image(image, tuple(disp_s.shape[-2:]), blur=not ambiguity)
+            smooth = self.smoothness(disp_s, smooth_image)
+            total = total + result.loss + self.smoothness_weight * smooth / (2**s)
+            photometric_sum = photometric_sum + result.loss.detach()
+            smooth_sum = smooth_sum + smooth.detach()
+        n = len(self.scales)
+        out = {"total": total / n, "photometric": photometric_sum / n, "smoothness": smooth_sum / n}
+        if won:
+            out["automask_fraction"] = torch.stack(won).mean()
+        if mask_mean:
+            out["ambiguity_mask_mean"] = torch.stack(mask_mean).mean()
+        return out
+
+    # --------------------------------------------------------------------------------------------- helpers
+    def _scaled_image(self, image: Tensor, size: tuple[int, int], *, blur: bool) -> Tensor:
+        """The target at a decoder scale (area-averaged), auto-blurred at that scale when ``blur`` and on."""
+        scaled = image if tuple(image.shape[-2:]) == tuple(size) else F.interpolate(image, size=size, mode="area")
+        auto_blur = self.photometric_loss.auto_blur
+        return auto_blur(scaled) if blur and auto_blur is not None else scaled
+
+    def _check_model(self, model: nn.Module) -> None:
+        inner = _unwrap(model)
+        got = (getattr(inner, "min_depth", self.min_depth), getattr(inner, "max_depth", self.max_depth))
+        if (float(got[0]), float(got[1])) != (self.min_depth, self.max_depth):
+            raise ConfigError(
+                f"the model converts disparity to depth in [{got[0]}, {got[1]}] but task.self_supervised has "
+                f"min_depth={self.min_depth}, max_depth={self.max_depth}; set both to the same values"
+            )
+
+    @staticmethod
+    def _batch(batch: Sample, key: str) -> Tensor:
+        if key not in batch:
+            raise ShapeError(
+                f"self-supervised training needs batch[{key!r}]; add the modality to data.args.modalities "
+                "(synthetic: 'temporal' for image_prev/image_next, 'stereo' for image_right) or change the mode"
+            )
+        return batch[key]
