@@ -173,30 +173,9 @@ def default_palette(num_classes: int) -> np.ndarray:
 
 def cityscapes_palette() -> np.ndarray:
     """The official Cityscapes colours of the 19 train ids (road, sidewalk, ..., bicycle), ``(19, 3)`` uint8."""
-    return np.array(
-        [
-            (128, 64, 128),
-            (244, 35, 232),
-            (70, 70, 70),
-            (102, 102, 156),
-            (190, 153, 153),
-            (153, 153, 153),
-            (250, 170, 30),
-            (220, 220, 0),
-            (107, 142, 35),
-            (152, 251, 152),
-            (70, 130, 180),
-            (220, 20, 60),
-            (255, 0, 0),
-            (0, 0, 142),
-            (0, 0, 70),
-            (0, 60, 100),
-            (0, 80, 100),
-            (0, 0, 230),
-            (119, 11, 32),
-        ],
-        dtype=np.uint8,
-    )
+    from ..data.cityscapes import CITYSCAPES_PALETTE
+
+    return np.array(CITYSCAPES_PALETTE, dtype=np.uint8)
 
 
 def colorize_labels(labels: ArrayLike, palette: ArrayLike) -> np.ndarray:
