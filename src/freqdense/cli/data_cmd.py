@@ -4,6 +4,7 @@
   synthetic samples into the documented on-disk format (docs/data/synthetic.md);
 - ``data panel --out PNG``: the README sample panel;
 - ``data verify CONFIG [overrides] [--split S] [--num N]``: validate every sample, print label/depth statistics.
+- ``data hha CONFIG [overrides] --out DIR [--split S] [--num N] [--depth-key K]``: cache HHA encodings as PNGs.
 
 To add a sub-subcommand, write ``_register_<name>(sub)`` that adds its parser with ``set_defaults(func=...)``
 and append it to ``SUBCOMMANDS``.
@@ -170,11 +171,77 @@ def run_verify(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _register_hha(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hha",
+        help="compute and cache HHA encodings of a dataset's depth (docs/methods/fafnet_blocks.md)",
+        description="Writes OUT/<split>/<index:06d>.png (uint8 RGB = disparity, height, angle) for every sample "
+        "of a config's dataset, plus OUT/<split>/meta.json; existing PNGs are kept, so re-running resumes.",
+    )
+    p.add_argument("config", help="experiment config (YAML file or shipped name)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--out", required=True, help="cache directory")
+    p.add_argument("--split", default=None, help="split (default: the config's train split)")
+    p.add_argument("--num", type=int, default=None, help="only the first N samples")
+    p.add_argument("--depth-key", default="depth", choices=("depth", "sensor_depth"), help="which depth to encode")
+    p.set_defaults(func=run_hha)
+
+
+def run_hha(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from ..config import load_config
+    from ..data import create_dataset
+    from ..errors import DataError
+    from ..ops.hha import depth_to_hha
+
+    cfg = load_config(args.config, args.overrides, check_model=False)
+    split = args.split or cfg.data.train_split
+    train = split == cfg.data.train_split
+    dataset = create_dataset(
+        cfg.data.dataset, split=split, **{**cfg.data.args, **(cfg.data.train_args if train else cfg.data.val_args)}
+    )
+    out_dir = Path(args.out) / split
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = len(dataset) if args.num is None else min(args.num, len(dataset))
+    meta = {
+        "dataset": cfg.data.dataset,
+        "split": split,
+        "depth_key": args.depth_key,
+        "num": total,
+        "channels": ["disparity", "height_cm", "angle_deg_plus_38"],
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    start, written = time.perf_counter(), 0
+    for index in range(total):
+        path = out_dir / f"{index:06d}.png"
+        if path.exists():
+            continue
+        sample = dataset[index]
+        if args.depth_key not in sample or "intrinsics" not in sample:
+            raise DataError(
+                f"sample {index} of {cfg.data.dataset}/{split} has no {args.depth_key!r} or 'intrinsics'; "
+                "pick --depth-key from the keys the dataset provides"
+            )
+        code = depth_to_hha(sample[args.depth_key][None].float(), sample["intrinsics"][None].float())
+        Image.fromarray(code[0].permute(1, 2, 0).numpy().astype(np.uint8)).save(path)
+        written += 1
+        if written % 50 == 0:
+            log.info("%d/%d HHA images (%.1f s)", index + 1, total, time.perf_counter() - start)
+    sys.stdout.write(f"wrote {written} HHA images ({total - written} cached) to {out_dir}\n")
+    return 0
+
+
 #: (name, register function) of every ``freqdense data`` sub-subcommand.
 SUBCOMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None]]] = [
     ("synth", _register_synth),
     ("panel", _register_panel),
     ("verify", _register_verify),
+    ("hha", _register_hha),
 ]
 
 

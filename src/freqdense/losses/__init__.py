@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .ambiguity_mask import AmbiguityMask, ambiguity_mask, warp_with_grid
 from .auto_blur import AutoBlur
+from .consistency import LocalConsistencyLoss, local_consistency_loss
 from .photometric import (
     LossImages,
     MinReprojection,
@@ -19,6 +20,8 @@ from .smoothness import EdgeAwareSmoothness, smoothness_loss
 __all__ = [
     "AmbiguityMask",
     "AutoBlur",
+    "LocalConsistencyLoss",
+    "local_consistency_loss",
     "EdgeAwareSmoothness",
     "LossImages",
     "MinReprojection",

@@ -11,7 +11,9 @@ from . import (
     deeplabv3plus,  # noqa: F401  (registers deeplabv3plus)
     fpn,  # noqa: F401  (registers fpn, segformer_head)
     monodepth,  # noqa: F401  (registers monodepth)
+    mti_net,  # noqa: F401  (registers mti_net)
     multitask,  # noqa: F401  (registers multitask_baseline, segmentation_baseline, depth_baseline)
+    pad_net,  # noqa: F401  (registers pad_net, pad_net_3predict)
 )
 from ._registry import MODELS, register_model
 

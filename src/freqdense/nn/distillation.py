@@ -73,10 +73,7 @@ class MultiTaskDistillation(nn.Module):
         if not self.tasks or not set(self.tasks) <= set(self.aux_tasks):
             raise ConfigError(f"distillation tasks {self.tasks} must be a non-empty subset of {self.aux_tasks}")
         self.self_attention = nn.ModuleDict(
-            {
-                t: nn.ModuleDict({a: SABlock(channels, channels) for a in self.aux_tasks if a != t})
-                for t in self.tasks
-            }
+            {t: nn.ModuleDict({a: SABlock(channels, channels) for a in self.aux_tasks if a != t}) for t in self.tasks}
         )
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

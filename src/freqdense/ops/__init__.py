@@ -25,9 +25,13 @@ from .frequency import (
     two_sided_gradient_magnitude,
 )
 from .geometry import WarpResult, backproject, project, warp
+from .hha import depth_to_hha, estimate_gravity, surface_normals
 from .reassemble import carafe, carafe_reference, carafe_unfold
 
 __all__ = [
+    "estimate_gravity",
+    "depth_to_hha",
+    "surface_normals",
     "OneSidedDifferences",
     "WarpResult",
     "ambiguity_map",
