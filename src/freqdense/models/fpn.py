@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .._checks import check_shape
 from ..errors import ConfigError, ShapeError
+from ._dense import activate_depth, check_depth_activation
 from ._registry import register_model
 from .backbones import create_backbone
 from .decoders import FPNDecoder, Fusion, SegFormerHead
@@ -30,8 +31,6 @@ from .decoders._fusion import ConvBNReLU
 from .multitask import IMAGENET_MEAN, IMAGENET_STD, DepthActivation, check_tasks
 
 __all__ = ["EncoderDecoder", "fpn", "segformer_head"]
-
-_DEPTH_ACTIVATIONS = ("none", "relu", "softplus", "exp")
 
 
 class EncoderDecoder(nn.Module):
@@ -58,8 +57,7 @@ class EncoderDecoder(nn.Module):
         self.tasks = check_tasks(tasks)
         if "semantic" in self.tasks and int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
-        if depth_activation not in _DEPTH_ACTIVATIONS:
-            raise ConfigError(f"depth_activation must be one of {_DEPTH_ACTIVATIONS}, got {depth_activation!r}")
+        check_depth_activation(depth_activation)
         if getattr(backbone, "in_channels", 3) != 3:
             raise ConfigError("EncoderDecoder takes RGB images; build the backbone with in_channels=3")
         self.num_classes = int(num_classes)
@@ -84,18 +82,8 @@ class EncoderDecoder(nn.Module):
         out = {}
         for task, head in self.heads.items():
             y = F.interpolate(head(feature), size=size, mode="bilinear", align_corners=False)
-            out[task] = _activate(y, self.depth_activation) if task == "depth" else y
+            out[task] = activate_depth(y, self.depth_activation) if task == "depth" else y
         return out
-
-
-def _activate(y: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "relu":
-        return F.relu(y)
-    if kind == "softplus":
-        return F.softplus(y)
-    if kind == "exp":
-        return torch.exp(y)
-    return y
 
 
 def _backbone(name: str, backbone_kwargs: dict[str, Any] | None, pretrained: str | None) -> nn.Module:

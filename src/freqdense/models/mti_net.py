@@ -17,9 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_shape
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation, SEBlock
+from ._dense import activate_depth, check_image
+from ._dense import check_depth_activation as _check_depth_activation
 from ._registry import register_model
 from .backbones import create_backbone
 from .backbones.resnet import BasicBlock
@@ -32,7 +33,6 @@ __all__ = ["FPMGrouping", "FeaturePropagation", "InitialTaskPrediction", "MTINet
 #: ``"tasks"`` = across tasks per channel, as the MTI-Net paper describes.
 FPMGrouping = Literal["reference", "tasks"]
 _GROUPINGS = ("reference", "tasks")
-_DEPTH_ACTIVATIONS = ("none", "relu", "softplus", "exp")
 
 
 def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
@@ -168,7 +168,7 @@ class MTINet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Final predictions at the input size plus ``"<task>:scale_<s>"`` initial predictions."""
-        _check_image(image)
+        check_image(image)
         size = image.shape[-2:]
         x = self.backbone((image - self.mean) / self.std)
         last = len(x) - 1
@@ -204,30 +204,17 @@ def _num_outputs(tasks: Sequence[str], num_classes: int) -> dict[str, int]:
     return {t: (int(num_classes) if t == "semantic" else 1) for t in tasks}
 
 
-def _check_depth_activation(depth_activation: str) -> str:
-    if depth_activation not in _DEPTH_ACTIVATIONS:
-        raise ConfigError(f"depth_activation must be one of {_DEPTH_ACTIVATIONS}, got {depth_activation!r}")
-    return depth_activation
-
-
 def _check_rgb(backbone: nn.Module, what: str) -> None:
     in_ch = getattr(backbone, "in_channels", 3)
     if in_ch != 3:
         raise ConfigError(f"{what} takes RGB images; the backbone was built with in_channels={in_ch}")
 
 
-def _check_image(image: torch.Tensor) -> None:
-    check_shape(image, "B C H W", name="image", C=3)
-    if not image.is_floating_point():
-        raise ShapeError(f"image must be float RGB in [0, 1], got dtype {image.dtype}; use image.float() / 255")
-
-
 def _activate_depth(out: dict[str, torch.Tensor], activation: str) -> dict[str, torch.Tensor]:
     """Apply the depth activation to ``"depth"`` and every ``"depth:<name>"`` output."""
     if activation == "none":
         return out
-    fn = {"relu": F.relu, "softplus": F.softplus, "exp": torch.exp}[activation]
-    return {k: (fn(v) if k.partition(":")[0] == "depth" else v) for k, v in out.items()}
+    return {k: (activate_depth(v, activation) if k.partition(":")[0] == "depth" else v) for k, v in out.items()}
 
 
 def _reject_fafe(fafe: dict[str, Any] | None) -> None:

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_shape
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
+from ._dense import activate_depth, check_depth_activation, check_image
 from ._registry import register_model
 from .backbones import create_backbone
 from .heads import HRNetHead
@@ -40,7 +40,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TASKS = ("semantic", "depth")
 
 DepthActivation = Literal["none", "relu", "softplus", "exp"]
-_DEPTH_ACTIVATIONS = ("none", "relu", "softplus", "exp")
 
 
 def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
@@ -86,8 +85,7 @@ class MultiTaskBaseline(nn.Module):
         self.tasks = check_tasks(tasks)
         if "semantic" in self.tasks and int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
-        if depth_activation not in _DEPTH_ACTIVATIONS:
-            raise ConfigError(f"depth_activation must be one of {_DEPTH_ACTIVATIONS}, got {depth_activation!r}")
+        check_depth_activation(depth_activation)
         in_ch = getattr(backbone, "in_channels", 3)
         if in_ch != 3:
             raise ConfigError(f"MultiTaskBaseline takes RGB images; the backbone was built with in_channels={in_ch}")
@@ -101,25 +99,14 @@ class MultiTaskBaseline(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predict every task at the input resolution (see the class docstring for shapes)."""
-        check_shape(image, "B C H W", name="image", C=3)
-        if not image.is_floating_point():
-            raise ShapeError(f"image must be float RGB in [0, 1], got dtype {image.dtype}; use image.float() / 255")
+        check_image(image)
         size = image.shape[-2:]
         features = self.backbone((image - self.mean) / self.std)
         out = {}
         for task, head in self.heads.items():
             y = F.interpolate(head(features), size=size, mode="bilinear", align_corners=False)
-            out[task] = self._activate_depth(y) if task == "depth" else y
+            out[task] = activate_depth(y, self.depth_activation) if task == "depth" else y
         return out
-
-    def _activate_depth(self, y: torch.Tensor) -> torch.Tensor:
-        if self.depth_activation == "relu":
-            return F.relu(y)
-        if self.depth_activation == "softplus":
-            return F.softplus(y)
-        if self.depth_activation == "exp":
-            return torch.exp(y)
-        return y
 
 
 def _build(

@@ -20,18 +20,11 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation
+from ._dense import check_depth_activation, check_image
 from ._registry import register_model
 from .backbones.resnet import Bottleneck
 from .heads import HRNetFuse
-from .mti_net import (
-    _activate_depth,
-    _backbone,
-    _check_depth_activation,
-    _check_image,
-    _check_rgb,
-    _num_outputs,
-    _reject_fafe,
-)
+from .mti_net import _activate_depth, _backbone, _check_rgb, _num_outputs, _reject_fafe
 from .multitask import IMAGENET_MEAN, IMAGENET_STD, TASKS, DepthActivation, check_tasks
 
 __all__ = ["PADNet", "TaskPrediction", "pad_net", "pad_net_3predict"]
@@ -105,7 +98,7 @@ class PADNet(nn.Module):
         self.num_outputs = _num_outputs(self.tasks, num_classes)
         self.num_classes = int(num_classes)
         self.num_predictions = int(num_predictions)
-        self.depth_activation = _check_depth_activation(depth_activation)
+        self.depth_activation = check_depth_activation(depth_activation)
         _check_rgb(backbone, "PADNet")
         fuse = HRNetFuse(backbone.out_channels)
         self.backbone = nn.Sequential(backbone, fuse)
@@ -127,7 +120,7 @@ class PADNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Final predictions at the input size plus the stride-4 intermediate ones (see the class docstring)."""
-        _check_image(image)
+        check_image(image)
         size = image.shape[-2:]
         shared = self.backbone((image - self.mean) / self.std)
         features, initial = self.initial_task_prediction_heads(shared)
