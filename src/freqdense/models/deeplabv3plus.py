@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from .._checks import check_shape
 from ..errors import ConfigError, ShapeError
+from ._dense import register_normalization
 from ._registry import register_model
 from .backbones import create_backbone
-from .multitask import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ASPP", "DeepLabV3Plus", "DeepLabV3PlusDecoder", "Fusion", "Accounting", "deeplabv3plus"]
 
@@ -216,8 +216,7 @@ class DeepLabV3Plus(nn.Module):
         low_ch, high_ch = backbone.out_channels
         self.aspp = ASPP(high_ch, aspp_rates)
         self.decoder = decoder
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_normalization(self)
         for name, m in self.named_modules():
             if name.startswith("backbone"):
                 continue

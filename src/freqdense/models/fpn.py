@@ -23,12 +23,12 @@ import torch.nn.functional as F
 
 from .._checks import check_shape
 from ..errors import ConfigError, ShapeError
-from ._dense import activate_depth, check_depth_activation
+from ._dense import activate_depth, check_depth_activation, register_normalization
 from ._registry import register_model
 from .backbones import create_backbone
 from .decoders import FPNDecoder, Fusion, SegFormerHead
 from .decoders._fusion import ConvBNReLU
-from .multitask import IMAGENET_MEAN, IMAGENET_STD, DepthActivation, check_tasks
+from .multitask import DepthActivation, check_tasks
 
 __all__ = ["EncoderDecoder", "fpn", "segformer_head"]
 
@@ -69,8 +69,7 @@ class EncoderDecoder(nn.Module):
         self.heads = nn.ModuleDict(
             {t: nn.Sequential(ConvBNReLU(c, c, 3), nn.Conv2d(c, outputs[t], 1)) for t in self.tasks}
         )
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_normalization(self)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """``(B, 3, H, W)`` RGB in [0, 1] -> dict of per-task predictions at ``(H, W)``."""

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .._checks import check_shape
 from ..errors import CheckpointError, ConfigError, ShapeError
+from ._dense import register_normalization
 from ._registry import register_model
 from .backbones import create_backbone
 
@@ -244,8 +245,7 @@ class MonodepthModel(nn.Module):
         self.scales = self.depth_decoder.scales
         self.pose_encoder = pose_encoder
         self.pose_decoder = PoseDecoder(pose_encoder.out_channels) if pose_encoder is not None else None
-        self.register_buffer("mean", torch.full((1, 3, 1, 1), MONODEPTH_MEAN), persistent=False)
-        self.register_buffer("std", torch.full((1, 3, 1, 1), MONODEPTH_STD), persistent=False)
+        register_normalization(self, MONODEPTH_MEAN, MONODEPTH_STD)
 
     def _normalise(self, image: Tensor) -> Tensor:
         return (image - MONODEPTH_MEAN) / MONODEPTH_STD

@@ -19,13 +19,13 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation, SEBlock
-from ._dense import activate_depth, check_image
+from ._dense import activate_depth, check_image, register_normalization
 from ._dense import check_depth_activation as _check_depth_activation
 from ._registry import register_model
 from .backbones import create_backbone
 from .backbones.resnet import BasicBlock
 from .heads import HRNetHead
-from .multitask import IMAGENET_MEAN, IMAGENET_STD, TASKS, DepthActivation, check_tasks
+from .multitask import TASKS, DepthActivation, check_tasks
 
 __all__ = ["FPMGrouping", "FeaturePropagation", "InitialTaskPrediction", "MTINet", "mti_net"]
 
@@ -163,8 +163,7 @@ class MTINet(nn.Module):
         for s in range(len(ch)):
             self.add_module(f"distillation_scale_{s}", MultiTaskDistillation(self.tasks, self.tasks, ch[s]))
         self.heads = nn.ModuleDict({t: HRNetHead(ch, k) for t, k in self.num_outputs.items()})
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_normalization(self)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Final predictions at the input size plus ``"<task>:scale_<s>"`` initial predictions."""

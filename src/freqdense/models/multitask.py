@@ -17,7 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ._dense import activate_depth, check_depth_activation, check_image
+from ._dense import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    activate_depth,
+    check_depth_activation,
+    check_image,
+    register_normalization,
+)
 from ._registry import register_model
 from .backbones import create_backbone
 from .heads import HRNetHead
@@ -34,8 +41,6 @@ __all__ = [
     "segmentation_baseline",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Dense tasks the baseline can predict.
 TASKS = ("semantic", "depth")
 
@@ -94,8 +99,7 @@ class MultiTaskBaseline(nn.Module):
         self.backbone = backbone
         outputs = {"semantic": self.num_classes, "depth": 1}
         self.heads = nn.ModuleDict({t: HRNetHead(backbone.out_channels, outputs[t]) for t in self.tasks})
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_normalization(self)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predict every task at the input resolution (see the class docstring for shapes)."""

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation
-from ._dense import check_depth_activation, check_image
+from ._dense import check_depth_activation, check_image, register_normalization
 from ._registry import register_model
 from .backbones.resnet import Bottleneck
 from .heads import HRNetFuse
 from .mti_net import _activate_depth, _backbone, _check_rgb, _num_outputs, _reject_fafe
-from .multitask import IMAGENET_MEAN, IMAGENET_STD, TASKS, DepthActivation, check_tasks
+from .multitask import TASKS, DepthActivation, check_tasks
 
 __all__ = ["PADNet", "TaskPrediction", "pad_net", "pad_net_3predict"]
 
@@ -115,8 +115,7 @@ class PADNet(nn.Module):
                 for t, k in self.num_outputs.items()
             }
         )
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_normalization(self)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Final predictions at the input size plus the stride-4 intermediate ones (see the class docstring)."""
