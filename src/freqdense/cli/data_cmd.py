@@ -18,6 +18,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["register", "run_synth", "run_panel", "run_verify", "SUBCOMMANDS"]
 
@@ -176,7 +177,9 @@ def _register_hha(sub: argparse._SubParsersAction) -> None:
         "hha",
         help="compute and cache HHA encodings of a dataset's depth (docs/methods/fafnet_blocks.md)",
         description="Writes OUT/<split>/<index:06d>.png (uint8 RGB = disparity, height, angle) for every sample "
-        "of a config's dataset, plus OUT/<split>/meta.json; existing PNGs are kept, so re-running resumes.",
+        "of a config's dataset, plus OUT/<split>/meta.json (dataset, split, num and the sample ids in index order, "
+        "which hha='load' checks); existing PNGs are kept, so re-running resumes. The dataset is read with "
+        "hha='none' whatever the config says (the cache is what hha='load' reads).",
     )
     p.add_argument("config", help="experiment config (YAML file or shipped name)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
@@ -187,6 +190,30 @@ def _register_hha(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_hha)
 
 
+def _hha_source_dataset(cfg: Any, split: str) -> Any:
+    """The config's dataset for ``split``, with ``hha="none"`` where the loader has an ``hha`` option.
+
+    The cache is the input of ``hha="load"``, so a config that already says ``hha: load`` (or ``compute``) must not
+    be honoured here: ``load`` would fail before the cache exists and ``compute`` would encode every frame twice.
+    """
+    import inspect
+
+    from ..data import DATASETS, create_dataset, list_datasets
+
+    train = split == cfg.data.train_split
+    dataset_args = {**cfg.data.args, **(cfg.data.train_args if train else cfg.data.val_args)}
+    list_datasets()  # imports (registers) every loader so that DATASETS.get sees it
+    if "hha" in inspect.signature(DATASETS.get(cfg.data.dataset)).parameters:
+        dataset_args["hha"] = "none"
+    return create_dataset(cfg.data.dataset, split=split, **dataset_args)
+
+
+def _sample_id(dataset: Any, index: int) -> str | None:
+    meta = dataset[index].get("meta")
+    sample_id = meta.get("id") if isinstance(meta, dict) else None
+    return None if sample_id is None else str(sample_id)
+
+
 def run_hha(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -195,31 +222,43 @@ def run_hha(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..config import load_config
-    from ..data import create_dataset
     from ..errors import DataError
     from ..ops.hha import depth_to_hha
 
     cfg = load_config(args.config, args.overrides, check_model=False)
     split = args.split or cfg.data.train_split
-    train = split == cfg.data.train_split
-    dataset = create_dataset(
-        cfg.data.dataset, split=split, **{**cfg.data.args, **(cfg.data.train_args if train else cfg.data.val_args)}
-    )
+    dataset = _hha_source_dataset(cfg, split)
     out_dir = Path(args.out) / split
     out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / "meta.json"
+    try:
+        previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {str(meta_path)!r} ({err}); delete the cache or pass another --out") from err
+    for field, value in (("dataset", cfg.data.dataset), ("split", split), ("depth_key", args.depth_key)):
+        if previous.get(field, value) != value:
+            raise DataError(
+                f"HHA cache {str(out_dir)!r} holds {field}={previous[field]!r}, not {value!r}; pass another --out "
+                f"or delete the cache"
+            )
+    old_ids = previous.get("ids")
     total = len(dataset) if args.num is None else min(args.num, len(dataset))
-    meta = {
-        "dataset": cfg.data.dataset,
-        "split": split,
-        "depth_key": args.depth_key,
-        "num": total,
-        "channels": ["disparity", "height_cm", "angle_deg_plus_38"],
-    }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    start, written = time.perf_counter(), 0
-    for index in range(total):
+    # Cache indices 0..num-1: this run's samples plus those a previous, longer run left (still in the dataset).
+    num = min(max(total, int(previous.get("num", 0))), len(dataset))
+    start, written, ids = time.perf_counter(), 0, []
+    for index in range(num):
         path = out_dir / f"{index:06d}.png"
-        if path.exists():
+        if index >= total or path.exists():
+            # Cached: the PNG stays; its id comes from the old index, or from the sample (one read, no encoding).
+            known = old_ids is not None and index < len(old_ids)
+            sample_id = str(old_ids[index]) if known and index >= total else _sample_id(dataset, index)
+            if known and sample_id != str(old_ids[index]):
+                raise DataError(
+                    f"HHA cache {str(out_dir)!r} was written with sample {old_ids[index]!r} at index {index}, but "
+                    f"{cfg.data.dataset} {split!r} now has {sample_id!r} there (the split list changed?); delete the "
+                    f"cache or pass another --out"
+                )
+            ids.append(sample_id)
             continue
         sample = dataset[index]
         if args.depth_key not in sample or "intrinsics" not in sample:
@@ -229,9 +268,22 @@ def run_hha(args: argparse.Namespace) -> int:
             )
         code = depth_to_hha(sample[args.depth_key][None].float(), sample["intrinsics"][None].float())
         Image.fromarray(code[0].permute(1, 2, 0).numpy().astype(np.uint8)).save(path)
+        meta = sample.get("meta")
+        ids.append(str(meta["id"]) if isinstance(meta, dict) and meta.get("id") is not None else None)
         written += 1
         if written % 50 == 0:
             log.info("%d/%d HHA images (%.1f s)", index + 1, total, time.perf_counter() - start)
+    meta = {
+        "dataset": cfg.data.dataset,
+        "split": split,
+        "depth_key": args.depth_key,
+        "num": num,
+        "channels": ["disparity", "height_cm", "angle_deg_plus_38"],
+    }
+    if None not in ids:  # the loaders check the order against it (data/_hha_files.py)
+        meta["ids"] = ids
+    # Written last: a cache whose meta.json exists is complete for indices 0..num-1.
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     sys.stdout.write(f"wrote {written} HHA images ({total - written} cached) to {out_dir}\n")
     return 0
 

@@ -20,7 +20,20 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 def _import_all() -> None:
     # Importing the modules registers them; done lazily so `import freqdense` stays light.
-    from . import ade20k, cityscapes, cityscapes_sequence, deepglobe, kitti, nyuv2, synthetic, voc  # noqa: F401
+    from . import (  # noqa: F401
+        ade20k,
+        cityscapes,
+        cityscapes_mtan,
+        cityscapes_sequence,
+        deepglobe,
+        kitti,
+        nyud_mt,
+        nyuv2,
+        nyuv2_seg,
+        sunrgbd,
+        synthetic,
+        voc,
+    )
 
 
 __all__ = ["DATASETS", "create_dataset", "list_datasets"]

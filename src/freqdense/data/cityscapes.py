@@ -1,4 +1,4 @@
-"""Cityscapes fine annotations: 19 train ids, optional metric depth from the stereo disparity maps.
+"""Cityscapes fine annotations: 19 train ids or 7 categories, optional metric depth from the stereo disparity maps.
 
 Layout (spec datasets_and_conventions.md A3; docs/data/datasets.md)::
 
@@ -8,6 +8,11 @@ Layout (spec datasets_and_conventions.md A3; docs/data/datasets.md)::
     <root>/camera/<split>/<city>/<stem>_camera.json                 (only with with_depth=True)
 
 Splits: train 2975, val 500, test 1525 (test labels are not public: its label files hold no classes).
+
+``classes=7`` gives the seven Cityscapes *categories* used by MTAN's multi-task setting (flat, construction, object,
+nature, sky, human, vehicle: ``catId`` 1..7 -> 0..6, void -> 255). That this is MTAN's 7-class split is
+**unverified** beyond the MTAN paper's wording (spec A3); see docs/data/datasets.md. MTAN's 128x256 resolution is a
+transform (``data.transforms.resize: [128, 256]``; labels and depth are resampled with nearest neighbour).
 Importing this module registers ``"cityscapes"``.
 """
 
@@ -28,10 +33,14 @@ from .io import read_depth_png, read_label
 from .sample import IGNORE_INDEX, Sample, depth_valid_mask
 
 __all__ = [
+    "CITYSCAPES_CATEGORIES",
+    "CITYSCAPES_CATEGORY_PALETTE",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_PALETTE",
     "CITYSCAPES_SPLITS",
+    "LABEL_ID_TO_CATEGORY",
     "LABEL_ID_TO_TRAIN_ID",
+    "TRAIN_ID_TO_CATEGORY",
     "CityscapesSegmentation",
     "disparity_to_depth",
 ]
@@ -86,8 +95,40 @@ LABEL_ID_TO_TRAIN_ID: dict[int, int] = {
 }  # fmt: skip
 CITYSCAPES_SPLITS = ("train", "val", "test")
 
-_LABEL_ID_LUT = lookup_table(LABEL_ID_TO_TRAIN_ID)
-_TRAIN_ID_LUT = lookup_table({i: i for i in range(len(CITYSCAPES_CLASSES))})
+#: The 7 categories of cityscapesScripts ``labels.py`` (catId 1..7), MTAN's 7-class setting (unverified, spec A3).
+CITYSCAPES_CATEGORIES: tuple[str, ...] = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+#: Display colours of the categories: the train-id colour of each category's most common class
+#: (road, building, pole, vegetation, sky, person, car). Not an official table.
+CITYSCAPES_CATEGORY_PALETTE: list[tuple[int, int, int]] = [
+    (128, 64, 128),
+    (70, 70, 70),
+    (153, 153, 153),
+    (107, 142, 35),
+    (70, 130, 180),
+    (220, 20, 60),
+    (0, 0, 142),
+]
+#: labelId -> category index (catId - 1) for every labelId with catId 1..7, including the classes that the 19-class
+#: evaluation ignores (parking 9, rail track 10, guard rail 14, bridge 15, tunnel 16, polegroup 18, caravan 29,
+#: trailer 30); labelIds 0..6 (catId 0, void) -> 255.
+LABEL_ID_TO_CATEGORY: dict[int, int] = {
+    7: 0, 8: 0, 9: 0, 10: 0,  # flat: road, sidewalk, parking, rail track
+    11: 1, 12: 1, 13: 1, 14: 1, 15: 1, 16: 1,  # construction: building, wall, fence, guard rail, bridge, tunnel
+    17: 2, 18: 2, 19: 2, 20: 2,  # object: pole, polegroup, traffic light, traffic sign
+    21: 3, 22: 3,  # nature: vegetation, terrain
+    23: 4,  # sky
+    24: 5, 25: 5,  # human: person, rider
+    26: 6, 27: 6, 28: 6, 29: 6, 30: 6, 31: 6, 32: 6, 33: 6,  # vehicle: car .. bicycle, caravan, trailer
+}  # fmt: skip
+#: train id (0..18) -> category index; used for ``*_labelTrainIds.png`` files (their ignored classes stay 255).
+TRAIN_ID_TO_CATEGORY: dict[int, int] = {
+    train_id: LABEL_ID_TO_CATEGORY[label_id] for label_id, train_id in LABEL_ID_TO_TRAIN_ID.items()
+}
+
+_LUTS = {
+    19: {"labelIds": lookup_table(LABEL_ID_TO_TRAIN_ID), "trainIds": lookup_table({i: i for i in range(19)})},
+    7: {"labelIds": lookup_table(LABEL_ID_TO_CATEGORY), "trainIds": lookup_table(TRAIN_ID_TO_CATEGORY)},
+}
 _SUFFIX = {"labelIds": "_gtFine_labelIds.png", "trainIds": "_gtFine_labelTrainIds.png"}
 _LAYOUT = """  <root>/leftImg8bit/{train,val,test}/<city>/<stem>_leftImg8bit.png
   <root>/gtFine/{train,val,test}/<city>/<stem>_gtFine_labelIds.png   (or <stem>_gtFine_labelTrainIds.png)
@@ -119,7 +160,7 @@ def disparity_to_depth(raw: torch.Tensor, baseline: float, fx: float) -> torch.T
 
 
 class CityscapesSegmentation(SegmentationFiles):
-    """Cityscapes (fine): 19 classes, 255 = ignore; optionally metric depth from disparity.
+    """Cityscapes (fine): 19 classes or 7 categories, 255 = ignore; optionally metric depth from disparity.
 
     Args:
         root: the directory holding ``leftImg8bit/`` and ``gtFine/`` (see the module docstring).
@@ -130,6 +171,8 @@ class CityscapesSegmentation(SegmentationFiles):
             ``*_labelTrainIds.png``, read as is) or ``"auto"``: labelIds where present, else labelTrainIds.
         with_depth: also return ``depth`` (1, H, W) float32 metres, ``depth_valid`` and ``intrinsics`` (3, 3)
             from ``disparity/`` and ``camera/``.
+        classes: ``19`` (the train ids) or ``7`` (the categories flat .. vehicle of MTAN's multi-task setting;
+            unverified beyond the MTAN paper). ``classes``/``palette`` then hold the 7 names/colours.
 
     Samples: ``image``, ``semantic`` (H, W) int64, ``meta`` with the frame stem as id (+ depth keys).
     """
@@ -148,10 +191,18 @@ class CityscapesSegmentation(SegmentationFiles):
         num_samples: int | None = None,
         label_type: Literal["auto", "labelIds", "trainIds"] = "auto",
         with_depth: bool = False,
+        classes: Literal[7, 19] = 19,
     ) -> None:
         split = check_split(split, CITYSCAPES_SPLITS, "cityscapes")
         if label_type not in ("auto", "labelIds", "trainIds"):
             raise ConfigError(f"cityscapes label_type must be 'auto', 'labelIds' or 'trainIds', got {label_type!r}")
+        if isinstance(classes, bool) or classes not in (7, 19):
+            raise ConfigError(
+                f"cityscapes classes must be 19 (train ids) or 7 (categories, MTAN's setting), got {classes!r}"
+            )
+        self.classes = CITYSCAPES_CLASSES if classes == 19 else CITYSCAPES_CATEGORIES
+        self.palette = CITYSCAPES_PALETTE if classes == 19 else CITYSCAPES_CATEGORY_PALETTE
+        self._luts = _LUTS[int(classes)]
         root_path = check_root(root, "cityscapes", _LAYOUT)
         image_dir = root_path / "leftImg8bit" / split
         if not image_dir.is_dir():
@@ -180,8 +231,8 @@ class CityscapesSegmentation(SegmentationFiles):
 
     def read_semantic(self, record: Record) -> torch.Tensor:
         if record.label.name.endswith(_SUFFIX["trainIds"]):
-            return remap(read_label(record.label), _TRAIN_ID_LUT, record.label, "cityscapes", "train id")
-        return remap(read_label(record.label), _LABEL_ID_LUT, record.label, "cityscapes", "label id")
+            return remap(read_label(record.label), self._luts["trainIds"], record.label, "cityscapes", "train id")
+        return remap(read_label(record.label), self._luts["labelIds"], record.label, "cityscapes", "label id")
 
     def extra_keys(self, record: Record, sample: Sample) -> None:
         if not self.with_depth:

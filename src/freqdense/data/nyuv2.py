@@ -9,13 +9,15 @@ h5py reverses MATLAB's axis order, so each image is transposed to (3, 480, 640) 
 ``depths`` are the in-painted (hole-filled) maps; ``rawDepths`` (``raw_depth=True``) keep the sensor holes (0).
 The usual self-supervised protocol (``DEPTH_PROTOCOLS["nyuv2_eigen_mono"]``: Eigen crop [45:471, 41:601] at
 480x640, cap 10 m, median scaling) is the common P2Net/StructDepth one and is marked unverified in the spec.
-Importing this module registers ``"nyuv2_depth"``.
+Importing this module registers ``"nyuv2_depth"``. It also holds the NYU constants shared by the segmentation
+loaders (:mod:`.nyud_mt`, :mod:`.nyuv2_seg`): the 40/13 class names, the split sizes and the colour camera.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +25,162 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from . import DATASETS
-from ._segmentation_files import check_num_samples, check_root, check_split
-from .sample import Sample, depth_valid_mask
+from ._segmentation_files import bit_interleaved_palette, check_num_samples, check_root, check_split
+from .sample import IGNORE_INDEX, Sample, depth_valid_mask
 
-__all__ = ["NYU_COLOR_INTRINSICS", "NYUv2Depth", "read_nyu_split_indices"]
+log = logging.getLogger(__name__)
 
-#: NYU Kinect colour camera (fx, fy, cx, cy) in pixels at 480x640.
+__all__ = [
+    "NYU13_CLASSES",
+    "NYU13_PALETTE",
+    "NYU40_CLASSES",
+    "NYU40_PALETTE",
+    "NYU_COLOR_INTRINSICS",
+    "NYU_SPLIT_SIZES",
+    "NYUv2Depth",
+    "check_nyu_split_size",
+    "nyu_color_intrinsics",
+    "nyu_label_table",
+    "read_nyu_split_indices",
+]
+
+#: NYU Kinect colour camera (fx, fy, cx, cy) in pixels at 480x640 (Depth2HHA-python ``getCameraParam``).
 NYU_COLOR_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
+
+#: Frames per split of the 1449 labelled frames (``splits.mat``; NYUD_MT calls the test split ``val``).
+NYU_SPLIT_SIZES = {"train": 795, "test": 654, "val": 654}
+
+#: The 40 classes of Gupta et al. (``classMapping40.mat``); label ``k`` here is class ``k + 1`` on disk.
+NYU40_CLASSES: tuple[str, ...] = (
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "blinds",
+    "desk",
+    "shelves",
+    "curtain",
+    "dresser",
+    "pillow",
+    "mirror",
+    "floor mat",
+    "clothes",
+    "ceiling",
+    "books",
+    "refrigerator",
+    "television",
+    "paper",
+    "towel",
+    "shower curtain",
+    "box",
+    "whiteboard",
+    "person",
+    "night stand",
+    "toilet",
+    "sink",
+    "lamp",
+    "bathtub",
+    "bag",
+    "otherstructure",
+    "otherfurniture",
+    "otherprop",
+)
+
+#: The 13 classes of Couprie et al. / Eigen and Fergus (``class13Mapping.mat``), in file order.
+NYU13_CLASSES: tuple[str, ...] = (
+    "bed",
+    "books",
+    "ceiling",
+    "chair",
+    "floor",
+    "furniture",
+    "objects",
+    "picture",
+    "sofa",
+    "table",
+    "tv",
+    "wall",
+    "window",
+)
+
+#: Display colours: the VOC bit-interleaved map shifted by one so that no class is black (black = void).
+NYU40_PALETTE: list[tuple[int, int, int]] = bit_interleaved_palette(41)[1:]
+NYU13_PALETTE: list[tuple[int, int, int]] = bit_interleaved_palette(14)[1:]
+
+
+def nyu_color_intrinsics(
+    height: int = 480, width: int = 640, *, override: Sequence[float] | None = None
+) -> torch.Tensor:
+    """The NYU colour camera K (3, 3) float32 for an image of ``height x width`` resampled from 480x640.
+
+    The same map as :func:`freqdense.data.transforms.resize`: ``fx' = fx W/640``, ``cx' = (cx + 0.5) W/640 - 0.5``
+    (pixel centres at integers). For a copy that was *cropped* rather than resized, pass the crop's own
+    ``override=(fx, fy, cx, cy)`` (pixels at the image size), which is returned as a matrix unchanged.
+
+    Raises:
+        ConfigError: ``override`` is not four numbers.
+
+    Examples:
+        >>> [round(v, 4) for v in nyu_color_intrinsics()[0].tolist()]
+        [518.8579, 0.0, 325.5824]
+        >>> [round(v, 4) for v in nyu_color_intrinsics(240, 320)[0].tolist()]  # fx / 2, (cx + 0.5) / 2 - 0.5
+        [259.429, 0.0, 162.5412]
+    """
+    if override is not None:
+        values = list(override)
+        if len(values) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"intrinsics must be (fx, fy, cx, cy) in pixels at the image size, got {override!r}")
+        fx, fy, cx, cy = (float(v) for v in values)
+        return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    fx, fy, cx, cy = NYU_COLOR_INTRINSICS
+    sx, sy = width / 640.0, height / 480.0
+    return torch.tensor(
+        [[fx * sx, 0.0, (cx + 0.5) * sx - 0.5], [0.0, fy * sy, (cy + 0.5) * sy - 0.5], [0.0, 0.0, 1.0]],
+        dtype=torch.float32,
+    )
+
+
+def nyu_label_table(num_classes: int, size: int = 256) -> torch.Tensor:
+    """LUT for on-disk NYU labels: 0 (void) -> 255, ``1..K`` -> ``0..K-1``, 255 -> 255, anything else -> -1.
+
+    The -1 entries let the loader name a file holding impossible values (a colour map, an 894-class map).
+
+    Examples:
+        >>> nyu_label_table(40)[torch.tensor([0, 1, 7, 40, 41, 255])].tolist()
+        [255, 0, 6, 39, -1, 255]
+    """
+    lut = torch.full((size,), -1, dtype=torch.int64)
+    lut[0] = IGNORE_INDEX
+    lut[1 : num_classes + 1] = torch.arange(num_classes)
+    if size > IGNORE_INDEX:
+        lut[IGNORE_INDEX] = IGNORE_INDEX
+    return lut
+
+
+def check_nyu_split_size(count: int, split: str, dataset: str, source: str) -> None:
+    """Log a warning when a split does not have the official 795/654 frames (tiny fixtures and subsets do)."""
+    expected = NYU_SPLIT_SIZES.get(split)
+    if expected is not None and count != expected:
+        log.warning(
+            "%s %r split lists %d frames in %s, not the official %d; results will not be comparable to published "
+            "NYUv2 numbers (fine for a subset, wrong for a full run: check the split file)",
+            dataset,
+            split,
+            count,
+            source,
+            expected,
+        )
+
 
 _LAYOUT = """  <root>/nyu_depth_v2_labeled.mat   (h5py-readable MATLAB v7.3 file with 'images' and 'depths')
   <root>/splits.mat                 (trainNdxs / testNdxs, 1-based)"""
@@ -86,8 +235,8 @@ class NYUv2Depth(Dataset):
     ) -> None:
         import h5py
 
-        self.split = check_split(split, tuple(_SPLIT_KEYS), "nyuv2_depth")
-        self.root = check_root(root, "nyuv2_depth", _LAYOUT)
+        self.split = check_split(split, tuple(_SPLIT_KEYS), self.name)
+        self.root = check_root(root, self.name, _LAYOUT)
         self.mat_path = self.root / "nyu_depth_v2_labeled.mat"
         self.depth_key = "rawDepths" if raw_depth else "depths"
         self.transform = transform
@@ -111,7 +260,9 @@ class NYUv2Depth(Dataset):
         bad = [i for i in indices if not 1 <= i <= count]
         if bad:
             raise DataError(f"splits.mat lists frame {bad[0]} but the .mat file has {count} frames (1-based)")
-        self.indices = indices[: check_num_samples(num_samples, len(indices), "nyuv2_depth", split)]
+        self.num_frames = count
+        self.split_size = len(indices)
+        self.indices = indices[: check_num_samples(num_samples, len(indices), self.name, split)]
         self._file: Any = None
         self._pid: int | None = None
 
@@ -134,8 +285,12 @@ class NYUv2Depth(Dataset):
     def __getitem__(self, index: int) -> Sample:
         n = len(self.indices)
         if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for nyuv2_depth {self.split!r} split of {n} samples")
-        index = int(index) % n
+            raise IndexError(f"index {index} out of range for {self.name} {self.split!r} split of {n} samples")
+        sample = self._read_frame(int(index) % n)
+        return self.transform(sample) if self.transform is not None else sample
+
+    def _read_frame(self, index: int) -> Sample:
+        """The untransformed sample at ``index`` (subclasses add keys)."""
         frame = self.indices[index]
         f = self._handle()
         rgb = np.asarray(f["images"][frame - 1]).transpose(0, 2, 1)  # (3, W, H) -> (3, H, W)
@@ -150,7 +305,7 @@ class NYUv2Depth(Dataset):
             "intrinsics": torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32),
             "meta": {"id": f"{frame:04d}", "index": index, "split": self.split},
         }
-        return self.transform(sample) if self.transform is not None else sample
+        return sample
 
 
 DATASETS.register(NYUv2Depth, name="nyuv2_depth")

@@ -6,9 +6,17 @@ A sample is a plain ``dict[str, Tensor | dict]`` (collates with torch's default 
 key            shape / dtype    meaning
 ============== ================ ======================================================================
 image          (3, H, W) f32    RGB in [0, 1]; normalisation happens inside models
+hha            (3, H, W) f32    HHA depth encoding / 255, in [0, 1]: channels (disparity, height, angle) as
+                                :func:`freqdense.ops.depth_to_hha` returns them; 0 where depth is invalid.
+                                Resampled like an image (bilinear/bicubic) but never colour-jittered
 semantic       (H, W) int64     class ids in [0, num_classes), 255 = ignore
 depth          (1, H, W) f32    metric depth in metres, 0 = invalid
 depth_valid    (1, H, W) bool   ``depth > 0`` (and finite); explicit so no code re-derives it differently
+disparity      (1, H, W) f32    stereo disparity (inverse depth) in pixels of some reference scale (e.g. the
+                                stored resolution of MTAN's Cityscapes files), 0 = invalid. Not depth: no task,
+                                loss or metric reads it (train on it with ``depth="disparity_as_depth"``).
+                                Nearest-neighbour resampling with values unchanged (they keep the reference
+                                scale's pixel unit); multiplied by the scale where a zoom divides depth
 intrinsics     (3, 3) f32       pinhole K in pixels at the current resolution; pixel centres at integers
 image_right    (3, H, W) f32    stereo partner (right camera)
 pose_right     (4, 4) f32       T_{target->right}: maps 3-D points from the target camera frame to the right one
@@ -35,7 +43,9 @@ import torch
 __all__ = [
     "IGNORE_INDEX",
     "IMAGE_KEYS",
+    "IMAGE_LIKE_KEYS",
     "DENSE_FLOAT_KEYS",
+    "DISPARITY_KEYS",
     "LABEL_KEYS",
     "POSE_KEYS",
     "SPATIAL_KEYS",
@@ -47,14 +57,21 @@ IGNORE_INDEX = 255
 
 #: RGB images: bilinear/bicubic resampling, photometric augmentation applies.
 IMAGE_KEYS = ("image", "image_right", "image_prev", "image_next")
+#: Image-like (C, H, W) float maps in [0, 1] that are not photographs: resampled, cropped and flipped like images,
+#: but photometric augmentation must not touch them (a "brighter" HHA would encode a different geometry).
+IMAGE_LIKE_KEYS = ("hha",)
 #: Dense float maps resampled with nearest neighbour (depth must never be blended across edges).
 DENSE_FLOAT_KEYS = ("depth", "sensor_depth")
+#: Inverse-depth maps (pixels of a fixed reference scale, 0 = invalid): nearest neighbour with values unchanged like
+#: depth, but a zoom that divides depth by ``s`` multiplies them by ``s``. Kept apart from DENSE_FLOAT_KEYS so that
+#: nothing treats them as metres.
+DISPARITY_KEYS = ("disparity",)
 #: Integer/bool maps, nearest neighbour.
 LABEL_KEYS = ("semantic", "depth_valid")
 #: Relative camera poses (4x4).
 POSE_KEYS = ("pose_right", "pose_prev", "pose_next")
 #: Everything with an (..., H, W) spatial layout.
-SPATIAL_KEYS = IMAGE_KEYS + DENSE_FLOAT_KEYS + LABEL_KEYS + ("sensor_flow",)
+SPATIAL_KEYS = IMAGE_KEYS + IMAGE_LIKE_KEYS + DENSE_FLOAT_KEYS + DISPARITY_KEYS + LABEL_KEYS + ("sensor_flow",)
 
 Sample = dict[str, Any]
 

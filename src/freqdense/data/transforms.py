@@ -12,6 +12,12 @@ mutates its input. Geometry conventions (docs/data/transforms.md has the derivat
   every pose becomes ``F T F`` with ``F = diag(-1, 1, 1, 1)``, ``sensor_flow`` x is negated, and the signed
   ``baseline`` is negated so that ``pose_right[0, 3] == -baseline`` keeps holding (the right view of a flipped
   pair sits at ``-|baseline|``, i.e. to the left).
+* ``hha`` (an image-like depth encoding) is flipped, cropped (padded with 0 = invalid) and resampled like an image,
+  but colour jitter never touches it. Its channels are mirror-invariant (disparity, height, angle to gravity), so a
+  flip needs no value change.
+* ``disparity`` (inverse depth in pixels of a fixed reference scale) is resampled like depth (nearest neighbour,
+  values unchanged: they stay in the reference unit, unlike ``sensor_flow``), padded with 0 = invalid and flipped
+  like depth; where :func:`center_zoom` divides depth by ``s`` it multiplies disparity by ``s``.
 
 Randomness comes from an explicit :class:`numpy.random.Generator`: pass ``rng=`` per call, or let the transform use
 its own generator, which is (re)built per process from ``(torch.initial_seed(), seed)``. Inside DataLoader workers
@@ -32,8 +38,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, ShapeError
-from .sample import DENSE_FLOAT_KEYS, IGNORE_INDEX, IMAGE_KEYS, LABEL_KEYS, POSE_KEYS, SPATIAL_KEYS, Sample
+from ..errors import ConfigError, DataError, ShapeError
+from .sample import (
+    DENSE_FLOAT_KEYS,
+    DISPARITY_KEYS,
+    IGNORE_INDEX,
+    IMAGE_KEYS,
+    IMAGE_LIKE_KEYS,
+    LABEL_KEYS,
+    POSE_KEYS,
+    SPATIAL_KEYS,
+    Sample,
+)
 
 __all__ = [
     "Transform",
@@ -46,12 +62,14 @@ __all__ = [
     "Resize",
     "ColorJitter",
     "BlockwiseLabels",
+    "ComputeHHA",
     "build_transforms",
     "hflip",
     "crop",
     "resize",
     "center_zoom",
     "jitter_color",
+    "compute_hha",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +122,16 @@ def _reject_unknown_spatial(sample: Sample, size: tuple[int, int]) -> None:
                 f"sample[{key!r}] has the spatial size {size} but is not a key the joint transforms know how to "
                 f"resample; add it to SPATIAL_KEYS in freqdense/data/sample.py or drop it before transforming"
             )
+
+
+#: One-time warnings already logged (per process).
+_WARNED_ONCE: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED_ONCE:
+        _WARNED_ONCE.add(key)
+        log.warning(message)
 
 
 def _describe(value: object) -> str:
@@ -160,8 +188,9 @@ def hflip(sample: Sample) -> Sample:
 def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample:
     """Crop the window ``[top, top + height) x [left, left + width)``; parts outside the image are padded.
 
-    Padding: images, depth, sensor depth and flow 0; ``semantic`` 255; ``depth_valid`` False. ``top``/``left`` may be
-    negative (padding before the image). The principal point shifts: ``cx' = cx - left``, ``cy' = cy - top``.
+    Padding: images, hha, depth, disparity, sensor depth and flow 0; ``semantic`` 255; ``depth_valid`` False.
+    ``top``/``left`` may be negative (padding before the image). The principal point shifts: ``cx' = cx - left``,
+    ``cy' = cy - top``.
 
     Examples:
         >>> s = {"depth": torch.ones(1, 4, 4), "intrinsics": torch.eye(3)}
@@ -202,8 +231,10 @@ def _nearest_index(size_in: int, size_out: int) -> torch.Tensor:
 def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation = "bilinear") -> Sample:
     """Resize every map to ``size = (height, width)``; the camera rays of all pixels stay the same.
 
-    Images: ``interpolation`` with ``align_corners=False`` (antialiased when a side shrinks; clamped to [0, 1]).
-    Depth, sensor depth, semantic and depth_valid: nearest neighbour, values unchanged.
+    Images and image-like maps (``hha``): ``interpolation`` with ``align_corners=False`` (antialiased when a side
+    shrinks; clamped to [0, 1]).
+    Depth, sensor depth, disparity, semantic and depth_valid: nearest neighbour, values unchanged (disparity keeps
+    the pixel unit of its reference scale; it is not rescaled by ``W'/W``).
     ``sensor_flow``: nearest neighbour, rescaled exactly (including the sub-pixel offset the nearest-neighbour pick
     introduces, so it still describes the resampled ``sensor_depth``). Intrinsics: ``fx' = sx fx``,
     ``cx' = (cx + 0.5) sx - 0.5`` with ``sx = W'/W`` (likewise y).
@@ -222,7 +253,7 @@ def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation 
     iy, ix = _nearest_index(h, out_h), _nearest_index(w, out_w)
     shrink = out_h < h or out_w < w
     out = dict(sample)
-    for key in IMAGE_KEYS:
+    for key in IMAGE_KEYS + IMAGE_LIKE_KEYS:
         if key in sample:
             img = sample[key]
             res = F.interpolate(
@@ -230,7 +261,7 @@ def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation 
             )[0]
             # Bicubic overshoots and the antialiasing weights can exceed 1 by rounding: keep the [0, 1] contract.
             out[key] = res.clamp_(0.0, 1.0).to(img.dtype)
-    for key in DENSE_FLOAT_KEYS + LABEL_KEYS:
+    for key in DENSE_FLOAT_KEYS + DISPARITY_KEYS + LABEL_KEYS:
         if key in sample:
             out[key] = sample[key][..., iy[:, None], ix[None, :]]
     if "sensor_flow" in sample:
@@ -254,10 +285,22 @@ def center_zoom(
     are divided by ``scale``, so a zoomed-in image looks ``scale`` times closer. To keep the geometry exact the scene
     is treated as shrunk by ``1/scale`` (a similarity, invisible to a camera): intrinsics follow the zoom, and the
     translations of all poses and the baseline are divided by ``scale`` too. With ``divide_depth=False`` it is a
-    plain zoom (depth values unchanged, poses unchanged).
+    plain zoom (depth values unchanged, poses unchanged). ``disparity`` is inverse depth, so where depth is divided
+    by ``scale`` it is multiplied by ``scale`` (zero, i.e. invalid, stays zero).
+
+    An ``hha`` map is zoomed like an image but not re-encoded: after ``divide_depth`` its disparity and height
+    channels describe the unscaled scene (a warning is logged once). Put :class:`ComputeHHA` after the zoom when
+    the encoding must match the divided depth.
     """
     if scale <= 0:
         raise ShapeError(f"zoom scale must be positive, got {scale}")
+    if divide_depth and scale != 1.0 and any(k in sample for k in IMAGE_LIKE_KEYS):
+        _warn_once(
+            "center_zoom_hha",
+            "center_zoom(divide_depth=True) divides depth by the scale but cannot re-encode sample['hha']; its "
+            "disparity/height channels now describe the unscaled scene. Apply ComputeHHA after the zoom, or use "
+            "divide_depth=false, if they must agree",
+        )
     h, w = _spatial_size(sample)
     big_h, big_w = max(1, round(h * scale)), max(1, round(w * scale))
     out = resize(sample, (big_h, big_w), interpolation=interpolation)
@@ -266,6 +309,9 @@ def center_zoom(
         for key in DENSE_FLOAT_KEYS:
             if key in out:
                 out[key] = out[key] / scale
+        for key in DISPARITY_KEYS:
+            if key in out:
+                out[key] = out[key] * scale
         for key in POSE_KEYS:
             if key in out:
                 pose = out[key].clone()
@@ -339,6 +385,77 @@ def jitter_color(
     for i, key in enumerate(keys):
         out[key] = img[i].to(sample[key].dtype)
     return out
+
+
+HHADepthKey = Literal["auto", "depth", "sensor_depth"]
+
+
+def compute_hha(
+    sample: Sample,
+    *,
+    depth_key: HHADepthKey = "auto",
+    raw_depth: torch.Tensor | None = None,
+    quantize: bool = True,
+) -> Sample:
+    """Add ``sample["hha"]``: the HHA encoding of the sample's depth (Gupta et al. 2014), divided by 255.
+
+    Uses :func:`freqdense.ops.depth_to_hha` with ``sample["intrinsics"]``; channels (disparity, height, angle),
+    0 where depth is invalid. ``depth_key="auto"`` takes ``sensor_depth`` when the sample has it (the RGB-D input of
+    the synthetic scenes; their ``depth`` is the ground truth) and ``depth`` otherwise (real datasets' sensor depth).
+
+    Args:
+        sample: needs ``intrinsics`` and the chosen depth key, (1, H, W) metres.
+        depth_key: ``"auto"``, ``"depth"`` or ``"sensor_depth"``.
+        raw_depth: optional (1, H, W) raw sensor depth whose holes are left out of the normal fits (Depth2HHA's
+            missing mask; NYUv2's ``rawDepths`` next to the in-painted ``depths``).
+        quantize: round to the 8-bit levels of cached HHA PNGs (so computed and loaded HHA agree); otherwise the
+            unrounded encoding, clipped to [0, 1].
+
+    Raises:
+        ConfigError: unknown ``depth_key``.
+        DataError: the sample lacks the depth or the intrinsics.
+
+    Examples:
+        >>> k = torch.tensor([[50.0, 0, 16], [0, 50.0, 12], [0, 0, 1]])
+        >>> s = compute_hha({"depth": torch.full((1, 24, 32), 3.1), "intrinsics": k})
+        >>> round(float(s["hha"][0, 12, 16]) * 255)  # disparity 31000 / 310 cm
+        100
+    """
+    key = _hha_depth_key(sample, depth_key)
+    if "intrinsics" not in sample:
+        raise DataError(
+            f"compute_hha needs sample['intrinsics'] (3x3 K) to encode sample[{key!r}]; use a dataset that provides "
+            f"the camera, or load precomputed HHA (hha='load') instead"
+        )
+    from ..ops.hha import depth_to_hha
+
+    depth = sample[key]
+    if not isinstance(depth, torch.Tensor) or depth.dim() != 3 or depth.shape[0] != 1:
+        raise ShapeError(f"compute_hha: sample[{key!r}] must be a (1, H, W) depth tensor, got {_describe(depth)}")
+    code = depth_to_hha(
+        depth[None].float(),
+        sample["intrinsics"][None].float(),
+        raw_depth=None if raw_depth is None else raw_depth[None].float(),
+        quantize=quantize,
+        unit_range=True,
+    )[0]
+    out = dict(sample)
+    out["hha"] = code if quantize else code.clamp_(0.0, 1.0)
+    return out
+
+
+def _hha_depth_key(sample: Sample, depth_key: str) -> str:
+    if depth_key not in ("auto", "depth", "sensor_depth"):
+        raise ConfigError(f"HHA depth_key must be 'auto', 'depth' or 'sensor_depth', got {depth_key!r}")
+    key = ("sensor_depth" if "sensor_depth" in sample else "depth") if depth_key == "auto" else depth_key
+    if key not in sample:
+        present = [k for k in DENSE_FLOAT_KEYS if k in sample]
+        hint = f"; the sample has {', '.join(repr(k) for k in present)}" if present else "; the sample has no depth"
+        raise DataError(
+            f"cannot compute HHA: sample[{key!r}] is missing{hint}. Pick depth_key accordingly, or enable the depth "
+            f"modality of the dataset (e.g. synthetic modalities=[..., 'sensor'])"
+        )
+    return key
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -606,11 +723,46 @@ class BlockwiseLabels(Transform):
         return out
 
 
+class ComputeHHA(Transform):
+    """Compute ``sample["hha"]`` from the sample's depth and intrinsics on the fly (see :func:`compute_hha`).
+
+    Deterministic. Put it before the geometric augmentation to match the usual offline pipeline (HHA encoded once
+    on the full frame, then flipped/scaled/cropped like the image; ``build_transforms`` does this), or after it when
+    the encoding must follow a depth that the augmentation changes (``CenterZoom(divide_depth=True)``). Cost: about
+    0.4-1 s per 480x640 frame on one CPU thread; for full NYUv2 training cache it once with ``freqdense data hha``
+    and load it (``hha="load"``).
+
+    Args:
+        depth_key: ``"auto"`` (``sensor_depth`` if present, else ``depth``), ``"depth"`` or ``"sensor_depth"``.
+        quantize: round to 8-bit levels like cached HHA PNGs (default), else unrounded and clipped to [0, 1].
+    """
+
+    def __init__(self, depth_key: HHADepthKey = "auto", *, quantize: bool = True) -> None:
+        if depth_key not in ("auto", "depth", "sensor_depth"):
+            raise ConfigError(f"ComputeHHA depth_key must be 'auto', 'depth' or 'sensor_depth', got {depth_key!r}")
+        self.depth_key = depth_key
+        self.quantize = bool(quantize)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return compute_hha(sample, depth_key=self.depth_key, quantize=self.quantize)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Config boundary.
 # --------------------------------------------------------------------------------------------------------------
 
-_CONFIG_KEYS = ("resize", "hflip", "zoom", "scale", "scale_choices", "crop", "color_jitter", "blockwise_labels", "seed")
+_CONFIG_KEYS = (
+    "hha",
+    "resize",
+    "hflip",
+    "zoom",
+    "scale",
+    "scale_choices",
+    "crop",
+    "color_jitter",
+    "blockwise_labels",
+    "seed",
+)
 
 
 def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
@@ -618,6 +770,9 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
 
     Keys (all optional), applied in this order:
 
+    * ``hha: true | auto | depth | sensor_depth`` or ``{depth_key: ..., quantize: bool}`` - :class:`ComputeHHA`
+      (train and eval), first, so the encoding is computed on the full frame and then augmented like the image;
+      ``true`` = ``auto`` (``sensor_depth`` if the sample has it, else ``depth``);
     * ``resize: [h, w]`` - fixed resize (train and eval);
     * ``hflip: true | p`` - random horizontal flip (p = 0.5 for ``true``);
     * ``zoom: [s1, s2, ...]`` or ``{scales: [...], divide_depth: bool}`` - :class:`CenterZoom` (NYUD MTL);
@@ -630,8 +785,8 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
       ``null`` = pixel-wise labels;
     * ``seed: int`` - salt of the pipeline's generator.
 
-    With ``train=False`` only ``resize`` is applied (evaluation sees whole, un-augmented images and pixel-wise
-    labels).
+    With ``train=False`` only ``hha`` and ``resize`` are applied (evaluation sees whole, un-augmented images and
+    pixel-wise labels).
 
     Raises:
         ConfigError: unknown key (with close matches) or a malformed value (naming the key).
@@ -650,6 +805,20 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
     if seed is not None and not isinstance(seed, int):
         raise ConfigError(f"transform key 'seed' must be an int, got {seed!r}")
     steps: list[Transform] = []
+    hha = cfg.get("hha")
+    if hha is not None and hha is not False:
+        if isinstance(hha, dict):
+            from .._registry import check_kwargs
+
+            check_kwargs(ComputeHHA, hha, what="transform key 'hha'")
+            steps.append(ComputeHHA(**hha))
+        elif hha is True or hha in ("auto", "depth", "sensor_depth"):
+            steps.append(ComputeHHA("auto" if hha is True else hha))
+        else:
+            raise ConfigError(
+                f"transform key 'hha' must be true, 'auto', 'depth', 'sensor_depth' or a dict of ComputeHHA "
+                f"arguments (depth_key, quantize), got {hha!r}"
+            )
     if cfg.get("resize") is not None:
         steps.append(Resize(_check_size(cfg["resize"], "transform key 'resize'")))
     if not train:

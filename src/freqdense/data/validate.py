@@ -4,11 +4,15 @@ Two kinds of problems are distinguished:
 
 * **structural** (wrong type, rank, channel count, dtype kind, spatial sizes that disagree, malformed camera
   matrices, non-finite flow): always a :class:`~freqdense.errors.DataError`, because no automatic fix is safe;
-* **values** (NaN/inf/negative depth, image values outside [0, 1], label ids outside ``[0, num_classes)``, a
-  ``depth_valid`` that disagrees with ``depth``, an integer label dtype other than int64): a DataError with
-  ``on_error="raise"`` (the default), or fixed with a logged warning with ``on_error="sanitize"``: bad depth -> 0
-  (invalid) and ``depth_valid`` recomputed, images clamped (NaN -> 0), bad labels -> ``ignore_index``, labels cast
-  to int64.
+* **values** (NaN/inf/negative depth or disparity, image or image-like (``hha``) values outside [0, 1], label ids
+  outside ``[0, num_classes)``, a ``depth_valid`` that disagrees with ``depth``, an integer label dtype other than
+  int64): a DataError with ``on_error="raise"`` (the default), or fixed with a logged warning with
+  ``on_error="sanitize"``: bad depth/disparity -> 0 (invalid) and ``depth_valid`` recomputed, images and ``hha``
+  clamped (NaN -> 0, which for ``hha`` is the invalid-depth code), bad labels -> ``ignore_index``, labels cast to
+  int64.
+
+Every key of ``IMAGE_KEYS``, ``IMAGE_LIKE_KEYS``, ``DENSE_FLOAT_KEYS``, ``DISPARITY_KEYS`` and ``LABEL_KEYS`` plus
+``sensor_flow`` takes part in the spatial-size consistency check.
 
 Each check is one vectorised reduction (``aminmax`` / ``equal``) on the happy path; the offending values are only
 collected when a check fails.
@@ -22,13 +26,32 @@ from typing import Literal
 import torch
 
 from ..errors import DataError
-from .sample import DENSE_FLOAT_KEYS, IGNORE_INDEX, IMAGE_KEYS, POSE_KEYS, Sample, depth_valid_mask
+from .sample import (
+    DENSE_FLOAT_KEYS,
+    DISPARITY_KEYS,
+    IGNORE_INDEX,
+    IMAGE_KEYS,
+    IMAGE_LIKE_KEYS,
+    POSE_KEYS,
+    Sample,
+    depth_valid_mask,
+)
 
 __all__ = ["validate_sample"]
 
 log = logging.getLogger(__name__)
 
 _MAX_LISTED = 10
+
+#: (what the values are, how to fix out-of-range ones) per key checked by ``_Validator.image``.
+_IMAGE_RANGE_HINTS = {
+    **{key: ("RGB", "divide 8-bit images by 255 and replace NaN (NaN -> 0, clamp to [0, 1])") for key in IMAGE_KEYS},
+    "hha": (
+        "an HHA encoding / 255",
+        "divide the 8-bit HHA image by 255 (the loaders' read_hha does) and replace NaN (NaN -> 0 = invalid depth, "
+        "clamp to [0, 1])",
+    ),
+}
 
 
 def validate_sample(
@@ -66,7 +89,7 @@ def validate_sample(
         raise ValueError(f"on_error must be 'raise' or 'sanitize', got {on_error!r}")
     v = _Validator(sample, source, on_error == "sanitize")
     size = v.spatial_size() or (0, 0)  # (0, 0) is never used: it only stands in when no map is present
-    for key in IMAGE_KEYS:
+    for key in IMAGE_KEYS + IMAGE_LIKE_KEYS:
         if key in sample:
             v.image(key, size)
     if "semantic" in sample:
@@ -74,6 +97,9 @@ def validate_sample(
     for key in DENSE_FLOAT_KEYS:
         if key in sample:
             v.depth(key, size)
+    for key in DISPARITY_KEYS:
+        if key in sample:
+            v.disparity(key, size)
     if "depth_valid" in sample:
         v.depth_valid(size)
     if "sensor_flow" in sample:
@@ -132,7 +158,8 @@ class _Validator:
     # -- checks ----------------------------------------------------------------------------------------------
     def spatial_size(self) -> tuple[int, int] | None:
         sizes: dict[str, tuple[int, ...]] = {}
-        for key in (*IMAGE_KEYS, "semantic", *DENSE_FLOAT_KEYS, "depth_valid", "sensor_flow"):
+        keys = (*IMAGE_KEYS, *IMAGE_LIKE_KEYS, "semantic", *DENSE_FLOAT_KEYS, *DISPARITY_KEYS, "depth_valid")
+        for key in (*keys, "sensor_flow"):
             value = self.sample.get(key)
             if value is None:
                 continue
@@ -154,8 +181,8 @@ class _Validator:
         n_nonfinite = int((~torch.isfinite(img)).sum())
         finite = img[torch.isfinite(img)]
         rng = f"[{float(finite.min()):.4g}, {float(finite.max()):.4g}]" if finite.numel() else "no finite values"
-        message = f"must be RGB in [0, 1]; it has {n_nonfinite} NaN/inf values and range {rng}"
-        fix = "divide 8-bit images by 255 and replace NaN (NaN -> 0, clamp to [0, 1])"
+        what, fix = _IMAGE_RANGE_HINTS.get(key, ("an image-like map", "scale it to [0, 1] and replace NaN by 0"))
+        message = f"must be {what} in [0, 1]; it has {n_nonfinite} NaN/inf values and range {rng}"
         self.value_problem(key, message, fix, torch.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1))
 
     def semantic(self, size: tuple[int, int], num_classes: int | None, ignore_index: int) -> None:
@@ -196,6 +223,22 @@ class _Validator:
         self.value_problem(key, message, fix, fixed)
         if "depth_valid" in self.sample and key == "depth":
             self.fixed["depth_valid"] = depth_valid_mask(fixed)
+
+    def disparity(self, key: str, size: tuple[int, int]) -> None:
+        disp = self.tensor(key, (1, *size), "(1, H, W)")
+        self.floating(key, disp)
+        lo, hi = torch.aminmax(disp)
+        if bool(lo >= 0) and bool(torch.isfinite(hi)):
+            return
+        n_nan = int(torch.isnan(disp).sum())
+        n_inf = int(torch.isinf(disp).sum())
+        n_neg = int((disp < 0).sum())
+        message = (
+            f"must be a finite, non-negative disparity (pixels); it has {n_nan} NaN, {n_inf} inf and {n_neg} "
+            f"negative values"
+        )
+        fixed = torch.where(torch.isfinite(disp) & (disp > 0), disp, torch.zeros_like(disp))
+        self.value_problem(key, message, "set invalid disparity to 0 (0 = invalid) in the loader", fixed)
 
     def depth_valid(self, size: tuple[int, int]) -> None:
         valid = self.tensor("depth_valid", (1, *size), "(1, H, W)")
