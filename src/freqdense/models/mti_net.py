@@ -6,6 +6,11 @@ per scale and one HRNet head per task over the distilled scales. Module names fo
 (``scale_<s>.refinement.<t>``, ``fpm_scale_<s>.non_linear``, ``fpm_scale_<s>.se.<t>.squeeze``,
 ``distillation_scale_<s>.self_attention.<t>.<a>``, ``heads.<t>.last_layer``); task names are freqdense's
 (``semantic`` for the reference's ``semseg``). See docs/models/multitask_baselines.md.
+
+``fafe=`` (paper 000 §3.1: "inserted before the intermediate predictions at each scale") adds ``fafe_scale_<s>``
+in front of every ``scale_<s>`` initial prediction module, on that module's per-task input (``ch[s] + ch[s + 1]``
+channels, ``ch[last]`` at the coarsest scale where both tasks receive the same backbone feature and PI is the
+single-input one); the FD weights of each block are sized for its scale. See docs/methods/fafe.md.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation, SEBlock
+from ..nn.fafe import FAFE_TASKS, FAFEOptions, fafe_block
 from ._dense import activate_depth, check_image, register_normalization
 from ._dense import check_depth_activation as _check_depth_activation
 from ._registry import register_model
@@ -125,6 +131,9 @@ class MTINet(nn.Module):
         num_classes: semantic classes.
         depth_activation: applied to every depth output (``"none"``, the reference's raw output, by default).
         fpm_grouping: see :class:`FeaturePropagation` (default ``"reference"``).
+        fafe: FAFE options (:class:`~freqdense.nn.fafe.FAFEOptions` or its mapping); ``None`` = plain MTI-Net.
+            One block ``fafe_scale_<s>`` per scale precedes ``scale_<s>``; its FD weights are sized
+            ``ceil(input_size / strides[s])``.
 
     Input: ``(B, 3, H, W)`` RGB in [0, 1]. Output: ``{"semantic": (B, K, H, W), "depth": (B, 1, H, W)}`` plus the
     initial predictions ``"<task>:scale_<s>"`` at the resolution of backbone scale ``s`` (deep supervision: the
@@ -139,6 +148,7 @@ class MTINet(nn.Module):
         num_classes: int = 40,
         depth_activation: DepthActivation = "none",
         fpm_grouping: FPMGrouping = "reference",
+        fafe: FAFEOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
@@ -147,6 +157,8 @@ class MTINet(nn.Module):
         self.num_outputs = _num_outputs(self.tasks, num_classes)
         self.num_classes = int(num_classes)
         self.depth_activation = _check_depth_activation(depth_activation)
+        self.fafe = FAFEOptions.from_config(fafe)
+        _check_fafe_tasks(self.fafe, self.tasks)
         _check_rgb(backbone, "MTINet")
         ch = tuple(int(c) for c in backbone.out_channels)
         if len(ch) < 2:
@@ -157,6 +169,8 @@ class MTINet(nn.Module):
         last = len(ch) - 1
         for s in range(len(ch)):
             in_ch = ch[s] if s == last else ch[s] + ch[s + 1]
+            if self.fafe is not None:
+                self.add_module(f"fafe_scale_{s}", fafe_block(self.fafe, in_ch, stride=int(backbone.strides[s])))
             self.add_module(f"scale_{s}", InitialTaskPrediction(self.num_outputs, in_ch, ch[s]))
         for s in range(1, len(ch)):
             self.add_module(f"fpm_scale_{s}", FeaturePropagation(self.tasks, ch[s], grouping=fpm_grouping))
@@ -184,6 +198,8 @@ class MTINet(nn.Module):
                     )
                     for t, p in propagated.items()
                 }
+            if self.fafe is not None:
+                inputs = getattr(self, f"fafe_scale_{s}")(inputs)
             features[s], predictions = getattr(self, f"scale_{s}")(inputs)
             for t, p in predictions.items():
                 aux[f"{t}:scale_{s}"] = p
@@ -216,11 +232,11 @@ def _activate_depth(out: dict[str, torch.Tensor], activation: str) -> dict[str, 
     return {k: (activate_depth(v, activation) if k.partition(":")[0] == "depth" else v) for k, v in out.items()}
 
 
-def _reject_fafe(fafe: dict[str, Any] | None) -> None:
-    if fafe is not None:
+def _check_fafe_tasks(fafe: FAFEOptions | None, tasks: Sequence[str]) -> None:
+    if fafe is not None and set(tasks) != set(FAFE_TASKS):
         raise ConfigError(
-            "model.fafe: FAFE modules (pre-interaction, frequency disentanglement, re-calibration) are not yet wired "
-            "into this model (see issue 5); remove the fafe key or set it to null"
+            f"model.fafe: FAFE blocks serve exactly the tasks {FAFE_TASKS}, the model has {tuple(tasks)}; "
+            "set tasks to both or fafe to null"
         )
 
 
@@ -253,13 +269,16 @@ def mti_net(
         fpm_grouping: ``"reference"`` (default, the reference's channel grouping) or ``"tasks"``.
         pretrained: local ImageNet weights file for the backbone (never downloaded).
         backbone_kwargs: extra keywords for the backbone factory.
-        fafe: FAFE options; not yet supported (must be None).
+        fafe: FAFE options (``None`` = plain MTI-Net), keys of :class:`~freqdense.nn.fafe.FAFEOptions`:
+            ``variant`` ("fafe" | "conv"), ``pi``, ``fd``, ``fr``, ``input_size`` ([H, W], needed with ``fd``),
+            ``cutoff``, ``pi_grid``, ``pi_order``, ``merge``, ``fd_kernel_size``, ``fr_reduction``.
     """
-    _reject_fafe(fafe)
+    options = FAFEOptions.from_config(fafe)  # validate before building the backbone
     return MTINet(
         _backbone(backbone, backbone_kwargs, pretrained),
         tasks=tasks,
         num_classes=num_classes,
         depth_activation=depth_activation,
         fpm_grouping=fpm_grouping,
+        fafe=options,
     )

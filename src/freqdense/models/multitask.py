@@ -9,7 +9,7 @@ compares against. Task names follow the freqdense sample contract: ``semantic`` 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..nn.fafe import FAFE_TASKS, FAFEOptions, fafe_block
 from ._dense import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -27,7 +28,7 @@ from ._dense import (
 )
 from ._registry import register_model
 from .backbones import create_backbone
-from .heads import HRNetHead
+from .heads import HRNetHead, concat_upsampled
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -85,9 +86,16 @@ class MultiTaskBaseline(nn.Module):
         tasks: Sequence[str] = TASKS,
         num_classes: int = 40,
         depth_activation: DepthActivation = "none",
+        fafe: FAFEOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
+        self.fafe = FAFEOptions.from_config(fafe)
+        if self.fafe is not None and set(self.tasks) != set(FAFE_TASKS):
+            raise ConfigError(
+                f"model.fafe: FAFE blocks serve exactly the tasks {FAFE_TASKS}, the model has {self.tasks}; "
+                "set tasks to both or fafe to null"
+            )
         if "semantic" in self.tasks and int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
         check_depth_activation(depth_activation)
@@ -99,6 +107,12 @@ class MultiTaskBaseline(nn.Module):
         self.backbone = backbone
         outputs = {"semantic": self.num_classes, "depth": 1}
         self.heads = nn.ModuleDict({t: HRNetHead(backbone.out_channels, outputs[t]) for t in self.tasks})
+        # FAFE's "1-predict" row (paper 000 Table 3): one block on the concatenated multi-scale feature that each
+        # head's 1x1 layers read (both tasks get the same tensor, so its PI is the single-input one).
+        self.fafe_block = None
+        if self.fafe is not None:
+            channels = sum(int(c) for c in backbone.out_channels)
+            self.fafe_block = fafe_block(self.fafe, channels, stride=int(backbone.strides[0]))
         register_normalization(self)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -106,9 +120,14 @@ class MultiTaskBaseline(nn.Module):
         check_image(image)
         size = image.shape[-2:]
         features = self.backbone((image - self.mean) / self.std)
+        per_task = None
+        if self.fafe_block is not None:
+            shared = concat_upsampled(features, self.backbone.out_channels)
+            per_task = self.fafe_block({t: shared for t in self.tasks})
         out = {}
         for task, head in self.heads.items():
-            y = F.interpolate(head(features), size=size, mode="bilinear", align_corners=False)
+            y = head(features) if per_task is None else head.last_layer(per_task[task])
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             out[task] = activate_depth(y, self.depth_activation) if task == "depth" else y
         return out
 
@@ -135,8 +154,9 @@ def multitask_baseline(
     depth_activation: DepthActivation = "none",
     pretrained: str | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
+    fafe: dict[str, Any] | None = None,
 ) -> MultiTaskBaseline:
-    """Joint segmentation + depth baseline (shared backbone, HRNet head per task).
+    """Joint segmentation + depth baseline (shared backbone, HRNet head per task), FAFE's "1-predict" model.
 
     Args:
         backbone: registered backbone name (``freqdense list`` shows them).
@@ -145,9 +165,18 @@ def multitask_baseline(
         depth_activation: see :class:`MultiTaskBaseline`.
         pretrained: local ImageNet weights file for the backbone (never downloaded).
         backbone_kwargs: extra keywords for the backbone factory (e.g. ``{"output_stride": 16}``).
+        fafe: FAFE options (``None`` = plain baseline), keys of :class:`~freqdense.nn.fafe.FAFEOptions`; one block
+            in front of the heads' 1x1 layers (paper 000 Table 3, "1-predict").
     """
+    options = FAFEOptions.from_config(fafe)  # validate before building the backbone
     return _build(
-        backbone, backbone_kwargs, pretrained, tasks=tasks, num_classes=num_classes, depth_activation=depth_activation
+        backbone,
+        backbone_kwargs,
+        pretrained,
+        tasks=tasks,
+        num_classes=num_classes,
+        depth_activation=depth_activation,
+        fafe=options,
     )
 
 

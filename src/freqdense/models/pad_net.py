@@ -6,7 +6,13 @@ task (two Bottlenecks + 1x1 conv). This is FAFE's "2-predict" model (paper 000, 
 chains one more prediction + distillation stage ("3-predict": "the connection module between multiple prediction
 heads is borrowed from PAD-Net"). Module names follow the reference (``backbone.0`` trunk, ``backbone.1`` fuse,
 ``initial_task_prediction_heads.layers.<t>``, ``multi_modal_distillation.self_attention.<t>.<a>``, ``heads.<t>``).
-See docs/models/multitask_baselines.md.
+
+``fafe=`` (paper 000 §3.1: "inserted before intermediate predictions and final predictions separately") puts a
+FAFE block in front of every prediction stage: ``fafe_initial`` on the shared fused feature (270 channels for W18;
+both tasks receive it, so its PI is the single-input one that splits it into task streams), ``fafe_intermediate``
+(3-predict only) and ``fafe_final`` on the per-task distilled features (256 channels). Each block feeds the
+per-task prediction module that follows it (two Bottlenecks + 1x1 predictor). See docs/methods/fafe.md and
+docs/models/multitask_baselines.md.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation
+from ..nn.fafe import FAFEOptions, fafe_block
 from ._dense import check_depth_activation, check_image, register_normalization
 from ._registry import register_model
 from .backbones.resnet import Bottleneck
 from .heads import HRNetFuse
-from .mti_net import _activate_depth, _backbone, _check_rgb, _num_outputs, _reject_fafe
+from .mti_net import _activate_depth, _backbone, _check_fafe_tasks, _check_rgb, _num_outputs
 from .multitask import TASKS, DepthActivation, check_tasks
 
 __all__ = ["PADNet", "TaskPrediction", "pad_net", "pad_net_3predict"]
@@ -75,6 +82,10 @@ class PADNet(nn.Module):
         num_classes: semantic classes.
         depth_activation: applied to every depth output (``"none"`` = raw, as the reference).
         num_predictions: 2 (PAD-Net, FAFE's "2-predict") or 3 (FAFE's "3-predict").
+        fafe: FAFE options (:class:`~freqdense.nn.fafe.FAFEOptions` or its mapping); ``None`` = plain PAD-Net.
+            Blocks ``fafe_initial`` (fused feature), ``fafe_intermediate`` (3-predict) and ``fafe_final``
+            (distilled features) precede the prediction stages; FD weights are sized at the backbone's finest
+            stride.
 
     Input ``(B, 3, H, W)`` RGB in [0, 1]. Output: ``{"semantic": (B, K, H, W), "depth": (B, 1, H, W)}`` plus the
     stride-4 deep-supervision predictions ``"<task>:initial"`` (and ``"<task>:intermediate"`` for 3 predictions).
@@ -88,6 +99,7 @@ class PADNet(nn.Module):
         num_classes: int = 40,
         depth_activation: DepthActivation = "none",
         num_predictions: int = 2,
+        fafe: FAFEOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
@@ -99,9 +111,18 @@ class PADNet(nn.Module):
         self.num_classes = int(num_classes)
         self.num_predictions = int(num_predictions)
         self.depth_activation = check_depth_activation(depth_activation)
+        self.fafe = FAFEOptions.from_config(fafe)
+        _check_fafe_tasks(self.fafe, self.tasks)
         _check_rgb(backbone, "PADNet")
         fuse = HRNetFuse(backbone.out_channels)
         self.backbone = nn.Sequential(backbone, fuse)
+        self.fafe_initial = self.fafe_intermediate = self.fafe_final = None
+        if self.fafe is not None:
+            stride = int(backbone.strides[0])  # the fuse upsamples every scale to the finest one
+            self.fafe_initial = fafe_block(self.fafe, fuse.out_channels, stride=stride)
+            if self.num_predictions == 3:
+                self.fafe_intermediate = fafe_block(self.fafe, FEATURE_CHANNELS, stride=stride)
+            self.fafe_final = fafe_block(self.fafe, FEATURE_CHANNELS, stride=stride)
         self.initial_task_prediction_heads = TaskPrediction(self.num_outputs, fuse.out_channels)
         self.multi_modal_distillation = MultiTaskDistillation(self.tasks, self.tasks, FEATURE_CHANNELS)
         if self.num_predictions == 3:
@@ -122,13 +143,19 @@ class PADNet(nn.Module):
         check_image(image)
         size = image.shape[-2:]
         shared = self.backbone((image - self.mean) / self.std)
+        if self.fafe_initial is not None:  # both tasks get the shared feature: single-input PI splits it
+            shared = self.fafe_initial({t: shared for t in self.tasks})
         features, initial = self.initial_task_prediction_heads(shared)
         features = self.multi_modal_distillation(features)
         aux = {f"{t}:initial": p for t, p in initial.items()}
         if self.num_predictions == 3:
+            if self.fafe_intermediate is not None:
+                features = self.fafe_intermediate(features)
             features, intermediate = self.intermediate_task_prediction_heads(features)
             features = self.intermediate_distillation(features)
             aux.update({f"{t}:intermediate": p for t, p in intermediate.items()})
+        if self.fafe_final is not None:
+            features = self.fafe_final(features)
         out = {
             t: F.interpolate(head(features[t]), size=size, mode="bilinear", align_corners=False)
             for t, head in self.heads.items()
@@ -144,8 +171,8 @@ def _build(
     fafe: dict[str, Any] | None,
     **kwargs: Any,
 ) -> PADNet:
-    _reject_fafe(fafe)
-    return PADNet(_backbone(backbone, backbone_kwargs, pretrained), **kwargs)
+    options = FAFEOptions.from_config(fafe)  # validate before building the backbone
+    return PADNet(_backbone(backbone, backbone_kwargs, pretrained), fafe=options, **kwargs)
 
 
 @register_model
@@ -170,7 +197,9 @@ def pad_net(
         num_predictions: 2 (default) or 3 (same as :func:`pad_net_3predict`).
         pretrained: local ImageNet weights file for the backbone (never downloaded).
         backbone_kwargs: extra keywords for the backbone factory.
-        fafe: FAFE options; not yet supported (must be None).
+        fafe: FAFE options (``None`` = plain PAD-Net), keys of :class:`~freqdense.nn.fafe.FAFEOptions`:
+            ``variant`` ("fafe" | "conv"), ``pi``, ``fd``, ``fr``, ``input_size`` ([H, W], needed with ``fd``),
+            ``cutoff``, ``pi_grid``, ``pi_order``, ``merge``, ``fd_kernel_size``, ``fr_reduction``.
     """
     return _build(
         backbone,
@@ -195,7 +224,11 @@ def pad_net_3predict(
     backbone_kwargs: dict[str, Any] | None = None,
     fafe: dict[str, Any] | None = None,
 ) -> PADNet:
-    """FAFE's "3-predict" model (Table 3): PAD-Net with a second prediction + distillation stage."""
+    """FAFE's "3-predict" model (Table 3): PAD-Net with a second prediction + distillation stage.
+
+    Keywords as :func:`pad_net`; with ``fafe`` a third block (``fafe_intermediate``) precedes the intermediate
+    predictions.
+    """
     return _build(
         backbone,
         backbone_kwargs,
