@@ -9,6 +9,7 @@ import torch.nn as nn
 from ..pruning import training as _pruned  # noqa: F401, E402  (registers pruned_model: physically pruned checkpoints)
 from . import (
     deeplabv3plus,  # noqa: F401  (registers deeplabv3plus)
+    fafnet,  # noqa: F401  (registers fafnet, two_stream_deeplabv3plus)
     fpn,  # noqa: F401  (registers fpn, segformer_head)
     monodepth,  # noqa: F401  (registers monodepth)
     mti_net,  # noqa: F401  (registers mti_net)

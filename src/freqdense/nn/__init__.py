@@ -5,11 +5,14 @@ from __future__ import annotations
 from .acfm import AttentionCrossFusion
 from .dct_disentangle import FrequencyDisentanglement, FrequencyOutput
 from .distillation import MultiTaskDistillation, SABlock, SEBlock
+from .fafe import FAFEBlock, FAFEConvBlock, FAFEOptions
 from .flow_align import FlowAlignment, flow_warp
 from .freq_fusion import FreqFusion, FreqFusionOutput
 from .local_sim_sampler import LocalSimGuidedSampler
 from .pre_interaction import DualPreInteraction, PreInteraction, PreInteractionOutput
 from .recalibration import FeatureRecalibration, RecalibrationOutput
+from .rgbd_fuse import RGBDFuse, RGBDFuseOutput, flow_to_pixels, pixels_to_flow
+from .sa_gate import SAGate, SAGateOutput
 
 __all__ = [
     "AttentionCrossFusion",
@@ -28,4 +31,13 @@ __all__ = [
     "MultiTaskDistillation",
     "SABlock",
     "SEBlock",
+    "FAFEBlock",
+    "FAFEConvBlock",
+    "FAFEOptions",
+    "RGBDFuse",
+    "RGBDFuseOutput",
+    "flow_to_pixels",
+    "pixels_to_flow",
+    "SAGate",
+    "SAGateOutput",
 ]
