@@ -67,6 +67,12 @@ def main() -> None:
     ap.add_argument("--accounting", choices=["paper", "standard"], default="paper", help="paper = OS32 (95.6 G)")
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6], help="encoder pruned fractions")
     ap.add_argument("--decoder-rate", type=float, default=0.2, help="decoder pruned fraction of the SFP rows")
+    ap.add_argument(
+        "--encoder-output",
+        choices=["encoder", "decoder"],
+        default="decoder",
+        help="rate of the ASPP projection (the decoder's input channels); decoder = Table 2's accounting",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     col, k = DATASETS[args.dataset]
@@ -74,7 +80,8 @@ def main() -> None:
     grids = [low, (low - 1) // 2 + 1, (low - 1) // 4 + 1]  # 129, 65, 33 at 513
     x = torch.rand(1, 3, args.size, args.size)
     sys.stdout.write(
-        f"DeepLab v3+ R101 ({args.accounting} accounting), input {args.size}, K={k} ({args.dataset} mIoU), "
+        f"DeepLab v3+ R101 ({args.accounting} accounting, ASPP projection at the {args.encoder_output} rate), "
+        f"input {args.size}, K={k} ({args.dataset} mIoU), "
         f"{args.threads} threads, median of {args.repeats}\n"
     )
     header = (
@@ -95,7 +102,8 @@ def main() -> None:
                 decoder_grid=grid,
             ).eval()
             if rate > 0:
-                SoftFilterPruner(model, scopes=encoder_decoder_scopes(model, rate, dec_rate)).step()
+                scopes = encoder_decoder_scopes(model, rate, dec_rate, encoder_output=args.encoder_output)
+                SoftFilterPruner(model, scopes=scopes).step()
                 model = remove_pruned_filters(model).eval()
             g = flops(model, x)
             t = latency(model, x, args.repeats)

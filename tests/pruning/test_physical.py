@@ -95,6 +95,10 @@ def test_deeplab_tiny_exact() -> None:
     x = torch.rand(1, 3, 33, 33, dtype=torch.float64)
     torch.testing.assert_close(small(x)["semantic"], net(x)["semantic"], atol=1e-9, rtol=0)
     assert small.aspp.conv1.in_channels == 5 * (256 - int(256 * 0.4))
-    # the ASPP projection is pruned at the encoder rate, decoder.conv1 at 0.2
-    assert small.decoder.last_conv[0].in_channels == (256 - 102) + (48 - 9)
+    # the ASPP projection (the decoder's input, encoder_output="decoder") and decoder.conv1 are pruned at 0.2
+    assert small.decoder.last_conv[0].in_channels == (256 - 51) + (48 - 9)
+    net_enc = create_model("deeplabv3plus", backbone="resnet50", num_classes=3, backbone_kwargs={"base_width": 4})
+    SoftFilterPruner(net_enc, scopes=encoder_decoder_scopes(net_enc, 0.4, 0.2, encoder_output="encoder")).step()
+    small_enc = remove_pruned_filters(net_enc.eval())
+    assert small_enc.decoder.last_conv[0].in_channels == (256 - 102) + (48 - 9)
     assert small.decoder.last_conv[8].out_channels == 3

@@ -23,6 +23,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory of the pruned checkpoint")
     p.add_argument("--encoder-rate", type=float, help="pruned fraction of encoder filters (0.4 = 40%% zeroed)")
     p.add_argument("--decoder-rate", type=float, help="pruned fraction of decoder filters")
+    p.add_argument(
+        "--encoder-output",
+        choices=["encoder", "decoder"],
+        help="rate of the encoder's output layer (DeepLab: ASPP projection); default: the run's, else decoder",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     big, _ = load_model(args.checkpoint)
     small, ckpt = prune_checkpoint(
-        args.checkpoint, args.out, encoder_rate=args.encoder_rate, decoder_rate=args.decoder_rate
+        args.checkpoint, args.out, encoder_rate=args.encoder_rate,
+        decoder_rate=args.decoder_rate,
+        encoder_output=args.encoder_output,
+
     )
     n_big = sum(p.numel() for p in big.parameters())
     n_small = sum(p.numel() for p in small.parameters())

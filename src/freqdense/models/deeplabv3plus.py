@@ -231,6 +231,12 @@ class DeepLabV3Plus(nn.Module):
         """Names of the children the paper counts as the encoder (backbone incl. ASPP)."""
         return ("backbone", "aspp")
 
+    @property
+    def encoder_output_modules(self) -> tuple[str, ...]:
+        """Encoder layers whose filters are the decoder's input channels (pruning scope, see
+        :func:`freqdense.pruning.encoder_decoder_scopes`)."""
+        return ("aspp.conv1",)
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits at the input size (see the class docstring)."""
         check_shape(image, "B C H W", name="image", C=3)

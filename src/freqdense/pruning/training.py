@@ -84,6 +84,7 @@ def prune_checkpoint(
     *,
     encoder_rate: float | None = None,
     decoder_rate: float | None = None,
+    encoder_output: str | None = None,
 ) -> tuple[nn.Module, Path]:
     """Final SFP mask + physical removal of a trained run / checkpoint; saves a loadable checkpoint in ``out_dir``.
 
@@ -97,15 +98,22 @@ def prune_checkpoint(
     trained = meta["config"].get("prune") or {}
     encoder_rate = trained.get("encoder_rate", 0.0) if encoder_rate is None else encoder_rate
     decoder_rate = trained.get("decoder_rate", 0.0) if decoder_rate is None else decoder_rate
+    encoder_output = trained.get("encoder_output", "decoder") if encoder_output is None else encoder_output
     if not encoder_rate and not decoder_rate:
         raise ConfigError(f"{path}: not trained with soft filter pruning (prune rates 0); pass --encoder-rate")
-    pruner = SoftFilterPruner(model, scopes=encoder_decoder_scopes(model, encoder_rate, decoder_rate or 0.0))
+    scopes = encoder_decoder_scopes(model, encoder_rate, decoder_rate or 0.0, encoder_output=encoder_output)
+    pruner = SoftFilterPruner(model, scopes=scopes)
     pruner.step()
     small = remove_pruned_filters(model).eval()
     config = dict(meta["config"])
     config["model"] = {"name": "pruned_model", "base": base, "structure": pruned_structure(small)}
     meta = {k: v for k, v in meta.items() if k not in ("checkpoint_dir", "step")}
     meta["config"] = config
-    meta["pruning"] = {"encoder_rate": encoder_rate, "decoder_rate": decoder_rate, "filters": pruner.pruned_filters()}
+    meta["pruning"] = {
+        "encoder_rate": encoder_rate,
+        "decoder_rate": decoder_rate,
+        "encoder_output": encoder_output,
+        "filters": pruner.pruned_filters(),
+    }
     ckpt = save_checkpoint(Path(out_dir), 0, small, meta=meta)
     return small, ckpt
