@@ -1,8 +1,11 @@
 """Export a dense-prediction model to ONNX and check the graph against ONNX Runtime.
 
 The exported graph takes one input, ``image``: float32 RGB in [0, 1], layout (B, 3, H, W); mean/std
-normalisation is inside the graph. It returns the selected entries of the model's output dict as named
-outputs in a fixed order (by default ``semantic`` logits (B, K, H, W) then ``depth`` in metres (B, 1, H, W)).
+normalisation is inside the graph. Multi-input (RGB-D) models, whose checkpoint config has ``task.inputs`` such as
+``[image, hha]`` or ``[image, sensor_depth]``, get one graph input per key, in that order, sharing B, H and W
+(depth-like keys: (B, 1, H, W) metres; HHA: (B, 3, H, W) in [0, 1]). It returns the selected entries of the model's
+output dict as named outputs in a fixed order (by default ``semantic`` logits (B, K, H, W) then ``depth`` in
+metres (B, 1, H, W)).
 Next to ``model.onnx`` a sidecar ``model.onnx.json`` records input/outputs, classes, palette and the depth unit.
 Format details and known limits: docs/export_and_predict.md.
 """
@@ -24,9 +27,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.sample import DENSE_FLOAT_KEYS, IMAGE_KEYS
 from .errors import ConfigError, FreqdenseError
 
-__all__ = ["DEFAULT_OUTPUTS", "INPUT_NAME", "ExportError", "ExportReport", "export_onnx", "sidecar_path_for"]
+__all__ = [
+    "DEFAULT_OUTPUTS",
+    "INPUT_NAME",
+    "ExportError",
+    "ExportReport",
+    "export_onnx",
+    "input_channels_of",
+    "sidecar_path_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +66,7 @@ class ExportReport:
     Attributes:
         path: the ``.onnx`` file.
         sidecar_path: the JSON sidecar next to it.
-        input_name: graph input name (``"image"``).
+        input_name: name of the first graph input (``"image"``).
         output_names: graph output names, in graph order.
         input_shape: input dims; strings are dynamic (``"batch"``, ``"height"``, ``"width"``).
         dynamic_hw: whether H and W are dynamic in the written graph (False after a static fallback).
@@ -62,6 +74,7 @@ class ExportReport:
         checked_sizes: (H, W) sizes the parity check ran at; empty when ``check=False``.
         max_abs_diff: per output, the largest |ONNX Runtime - PyTorch| over all checked sizes.
         fallback_reason: why a requested dynamic export fell back to static H/W, else None.
+        input_names: every graph input, in order (``("image",)`` for single-input models).
     """
 
     path: Path
@@ -74,6 +87,7 @@ class ExportReport:
     checked_sizes: tuple[tuple[int, int], ...] = ()
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     fallback_reason: str | None = None
+    input_names: tuple[str, ...] = (INPUT_NAME,)
 
 
 class _ParityMismatch(Exception):
@@ -100,9 +114,45 @@ class _DictToTuple(nn.Module):
         self.model = model
         self.names = tuple(names)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(image)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(*inputs)
         return tuple(out[name] for name in self.names)
+
+
+def input_channels_of(key: str) -> int:
+    """Channels of a model input by sample key: 3 for RGB and HHA, 1 for depth maps."""
+    if key in IMAGE_KEYS or key == "hha":
+        return 3
+    if key in DENSE_FLOAT_KEYS:
+        return 1
+    raise ConfigError(
+        f"cannot tell the channels of model input {key!r}; pass input_channels={{{key!r}: C}} to export_onnx"
+    )
+
+
+def _check_inputs(
+    meta: Mapping[str, Any], inputs: Sequence[str] | None, channels: Mapping[str, int] | None
+) -> list[tuple[str, int]]:
+    if inputs is None:
+        from .predict import model_input_keys
+
+        inputs = model_input_keys(meta)
+    names = list(inputs)
+    if isinstance(inputs, str) or not names or len(set(names)) != len(names):
+        raise ConfigError(f"inputs must be a non-empty sequence of distinct sample keys, got {inputs!r}")
+    given = dict(channels or {})
+    return [(name, int(given[name]) if name in given else input_channels_of(name)) for name in names]
+
+
+def _random_inputs(
+    specs: Sequence[tuple[str, int]], batch: int, h: int, w: int, gen: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    # Depth-like inputs get plausible metres (0.5-5 m); everything else RGB/HHA-like values in [0, 1].
+    out = []
+    for name, c in specs:
+        x = torch.rand(batch, c, h, w, generator=gen)
+        out.append(0.5 + 4.5 * x if name in DENSE_FLOAT_KEYS else x)
+    return tuple(out)
 
 
 def sidecar_path_for(onnx_path: str | Path) -> Path:
@@ -125,6 +175,8 @@ def export_onnx(
     atol: float = 1e-4,
     rtol: float = 1e-3,
     seed: int = 0,
+    inputs: Sequence[str] | None = None,
+    input_channels: Mapping[str, int] | None = None,
 ) -> ExportReport:
     """Export ``model`` to ONNX with ``torch.onnx.export(..., dynamo=True)`` and check it with ONNX Runtime.
 
@@ -134,14 +186,15 @@ def export_onnx(
     Ops whose translation bakes in the traced size (e.g. ``AdaptiveAvgPool2d`` to a fixed grid other than
     1x1) export without error but are only right at the traced size; the second-size check is what catches them.
 
-    The check feeds seeded uniform [0, 1] images to ONNX Runtime (CPU) and to the model and requires
+    The check feeds seeded uniform [0, 1] images (depth inputs: uniform 0.5-5 m) to ONNX Runtime (CPU) and to the
+    model and requires
     ``|onnx - torch| <= atol + rtol * |torch|`` elementwise for every output. The ``.onnx`` is written to a
     temporary file and moved into place only after the check passed, so a failed export leaves nothing at
     ``path``. Weights are stored inside the file (ONNX's 2 GB protobuf limit applies).
 
     Args:
-        model: module mapping ``image`` (B, 3, H, W) RGB in [0, 1] to ``dict[str, Tensor]``. It is put in
-            eval mode for the export and restored afterwards.
+        model: module mapping ``image`` (B, 3, H, W) RGB in [0, 1] (and any further inputs) to
+            ``dict[str, Tensor]``. It is put in eval mode for the export and restored afterwards.
         path: destination ``.onnx`` file; the sidecar goes to ``<path>.json``.
         height: input height used to trace (and the static size on fallback).
         width: input width used to trace.
@@ -155,6 +208,9 @@ def export_onnx(
         atol: absolute tolerance of the check.
         rtol: relative tolerance of the check.
         seed: seed of the random check inputs.
+        inputs: sample keys of the model's positional inputs, in order, which become the graph input names;
+            ``None`` takes ``meta["config"]["task"]["inputs"]`` (default ``["image"]``).
+        input_channels: channels per input key where :func:`input_channels_of` cannot tell.
 
     Returns:
         An :class:`ExportReport`.
@@ -167,6 +223,8 @@ def export_onnx(
     onnx, ort = _require_export_deps()
     path = Path(path)
     meta = dict(meta or {})
+    specs = _check_inputs(meta, inputs, input_channels)
+    input_names = [name for name, _ in specs]
     if height < 1 or width < 1:
         raise ConfigError(f"export size must be positive, got height={height}, width={width}")
     if path.suffix.lower() != ".onnx":
@@ -179,9 +237,9 @@ def export_onnx(
         device = _module_device(model)
         gen = torch.Generator().manual_seed(seed)
         sizes = [(height, width)] + ([(height + 32, width + 64)] if dynamic_hw else [])
-        inputs = [torch.rand(2 if i == 0 else 1, 3, h, w, generator=gen) for i, (h, w) in enumerate(sizes)]
+        examples = [_random_inputs(specs, 2 if i == 0 else 1, h, w, gen) for i, (h, w) in enumerate(sizes)]
         with torch.no_grad():
-            first = _run_model(model, inputs[0].to(device), where=f"{height}x{width}")
+            first = _run_model(model, _to(examples[0], device), where=f"{height}x{width}")
         names = _select_outputs(first, outputs)
         _check_meta(meta, first, names)
         wrapper = _DictToTuple(model, names).eval()
@@ -189,7 +247,20 @@ def export_onnx(
         try:
             with _quiet_exporter():
                 dynamic, diffs, fallback = _export_with_fallback(
-                    onnx, ort, wrapper, tmp, inputs, first, names, opset, dynamic_hw, check, atol, rtol, device
+                    onnx,
+                    ort,
+                    wrapper,
+                    tmp,
+                    examples,
+                    input_names,
+                    first,
+                    names,
+                    opset,
+                    dynamic_hw,
+                    check,
+                    atol,
+                    rtol,
+                    device,
                 )
             input_shape = _graph_input_shape(onnx, tmp)
             os.replace(tmp, path)
@@ -202,7 +273,7 @@ def export_onnx(
     report = ExportReport(
         path=path,
         sidecar_path=sidecar_path_for(path),
-        input_name=INPUT_NAME,
+        input_name=input_names[0],
         output_names=tuple(names),
         input_shape=input_shape,
         dynamic_hw=dynamic,
@@ -210,6 +281,7 @@ def export_onnx(
         checked_sizes=checked,
         max_abs_diff=diffs,
         fallback_reason=fallback,
+        input_names=tuple(input_names),
     )
     _write_json_atomic(report.sidecar_path, _sidecar(report, meta, (height, width), atol, rtol))
     if check:
@@ -258,8 +330,12 @@ def _module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _run_model(model: nn.Module, image: torch.Tensor, *, where: str) -> Mapping[str, torch.Tensor]:
-    out = model(image)
+def _to(inputs: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(x.to(device) for x in inputs)
+
+
+def _run_model(model: nn.Module, inputs: Sequence[torch.Tensor], *, where: str) -> Mapping[str, torch.Tensor]:
+    out = model(*inputs)
     if not isinstance(out, Mapping):
         raise ConfigError(
             f"export needs a model returning dict[str, Tensor]; {type(model).__name__} returned "
@@ -307,7 +383,8 @@ def _export_with_fallback(
     ort: Any,
     wrapper: nn.Module,
     tmp: Path,
-    inputs: list[torch.Tensor],
+    inputs: list[tuple[torch.Tensor, ...]],
+    input_names: list[str],
     first: Mapping[str, torch.Tensor],
     names: list[str],
     opset: int,
@@ -327,21 +404,21 @@ def _export_with_fallback(
     fallback = None
     if dynamic_hw:
         try:
-            _export_to(onnx, wrapper, tmp, inputs[0].to(device), names, opset, dynamic_hw=True)
+            _export_to(onnx, wrapper, tmp, _to(inputs[0], device), input_names, names, opset, dynamic_hw=True)
             if not check:
                 return True, {}, None
             session = _session(ort, tmp)
-            diffs = _compare(session, inputs[0], reference, names, atol, rtol)
+            diffs = _compare(session, inputs[0], input_names, reference, names, atol, rtol)
             try:
                 with torch.no_grad():
-                    out2 = _run_model(wrapper.model, inputs[1].to(device), where="the second check size")
+                    out2 = _run_model(wrapper.model, _to(inputs[1], device), where="the second check size")
             except Exception as err:  # noqa: BLE001  (the model may accept only some sizes)
-                shape2 = tuple(inputs[1].shape)
+                shape2 = tuple(inputs[1][0].shape)
                 raise _Unverifiable(f"the PyTorch model fails on {shape2}: {type(err).__name__}: {err}") from err
             ref2 = [out2[n].detach().cpu().numpy() for n in names]
-            diffs2 = _compare(session, inputs[1], ref2, names, atol, rtol)
+            diffs2 = _compare(session, inputs[1], input_names, ref2, names, atol, rtol)
         except _ParityMismatch as err:
-            if err.image_shape == tuple(inputs[0].shape):
+            if err.image_shape == tuple(inputs[0][0].shape):
                 raise ExportError(str(err)) from None
             fallback = (
                 "the dynamic-H/W graph is wrong at a second size (typically an op whose ONNX form bakes in the "
@@ -355,11 +432,11 @@ def _export_with_fallback(
             fallback = f"dynamic H/W export failed: {type(err).__name__}: {_first_line(err)}"
         else:
             return True, {n: max(diffs[n], diffs2[n]) for n in names}, None
-        h, w = inputs[0].shape[-2:]
+        h, w = inputs[0][0].shape[-2:]
         log.warning("%s; exporting with static H/W = %dx%d instead (batch stays dynamic)", fallback, h, w)
 
     try:
-        _export_to(onnx, wrapper, tmp, inputs[0].to(device), names, opset, dynamic_hw=False)
+        _export_to(onnx, wrapper, tmp, _to(inputs[0], device), input_names, names, opset, dynamic_hw=False)
     except Exception as err:  # noqa: BLE001
         raise ExportError(
             f"ONNX export of {type(wrapper.model).__name__} failed: {type(err).__name__}: {_first_line(err)}. "
@@ -369,26 +446,35 @@ def _export_with_fallback(
     if not check:
         return False, {}, fallback
     try:
-        diffs = _compare(_session(ort, tmp), inputs[0], reference, names, atol, rtol)
+        diffs = _compare(_session(ort, tmp), inputs[0], input_names, reference, names, atol, rtol)
     except (_ParityMismatch, _OrtFailure) as err:
         raise ExportError(str(err)) from None
     return False, diffs, fallback
 
 
 def _export_to(
-    onnx: Any, wrapper: nn.Module, tmp: Path, example: torch.Tensor, names: list[str], opset: int, *, dynamic_hw: bool
+    onnx: Any,
+    wrapper: nn.Module,
+    tmp: Path,
+    example: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    names: list[str],
+    opset: int,
+    *,
+    dynamic_hw: bool,
 ) -> None:
     Dim = torch.export.Dim
     dims = {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC} if dynamic_hw else {0: Dim.DYNAMIC}
+    # The wrapper takes *inputs: one dynamic-shape spec per positional input; shared B/H/W symbols are inferred.
     program = torch.onnx.export(
         wrapper,
-        (example,),
+        example,
         None,
         dynamo=True,
-        input_names=[INPUT_NAME],
+        input_names=list(input_names),
         output_names=names,
         opset_version=opset,
-        dynamic_shapes={"image": dims},
+        dynamic_shapes=(tuple(dict(dims) for _ in example),),
         verbose=False,
     )
     proto = program.model_proto
@@ -428,12 +514,18 @@ def _session(ort: Any, path: Path) -> Any:
 
 
 def _compare(
-    session: Any, image: torch.Tensor, reference: list[np.ndarray], names: list[str], atol: float, rtol: float
+    session: Any,
+    inputs: Sequence[torch.Tensor],
+    input_names: Sequence[str],
+    reference: list[np.ndarray],
+    names: list[str],
+    atol: float,
+    rtol: float,
 ) -> dict[str, float]:
-    """Run ONNX Runtime on ``image`` and compare with ``reference``; returns max abs diff per output."""
-    shape = tuple(image.shape)
+    """Run ONNX Runtime on ``inputs`` and compare with ``reference``; returns max abs diff per output."""
+    shape = tuple(inputs[0].shape)
     try:
-        got = session.run(list(names), {INPUT_NAME: image.numpy()})
+        got = session.run(list(names), {n: x.numpy() for n, x in zip(input_names, inputs)})
     except Exception as err:  # noqa: BLE001
         raise _OrtFailure(f"running input {shape} failed: {type(err).__name__}: {_first_line(err)}") from err
     diffs: dict[str, float] = {}
@@ -460,6 +552,19 @@ def _compare(
 
 def _sidecar(report: ExportReport, meta: Mapping[str, Any], size: tuple[int, int], atol: float, rtol: float) -> dict:
     depth_unit = meta.get("depth_unit", "m")
+    extra_inputs = [
+        {
+            "name": name,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "meaning": f"depth in {depth_unit}, 0 = invalid (same H, W as image)"
+            if name in DENSE_FLOAT_KEYS
+            else "HHA (disparity, height, angle) / 255 in [0, 1] (same H, W as image)"
+            if name == "hha"
+            else "model input (same H, W as image)",
+        }
+        for name in report.input_names[1:]
+    ]
     outputs = []
     for name in report.output_names:
         meaning = _OUTPUT_MEANING.get(name, "auxiliary model output")
@@ -483,6 +588,7 @@ def _sidecar(report: ExportReport, meta: Mapping[str, Any], size: tuple[int, int
             "range": [0.0, 1.0],
             "normalization": "inside the graph: feed RGB in [0, 1]; do not subtract a mean or divide by a std",
         },
+        "extra_inputs": extra_inputs,
         "outputs": outputs,
         "dynamic_hw": report.dynamic_hw,
         "export_size": list(size),

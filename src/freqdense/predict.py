@@ -9,6 +9,10 @@ For every input image ``<stem>.<ext>`` the output directory gets, at the image's
 
 Segmentation files are written when the model returns ``semantic``, depth files when it returns ``depth``.
 ``predictions.json`` lists the inputs, the files written per image, classes, palette and the depth unit.
+
+Two-input (RGB-D) models, whose checkpoint config has ``task.inputs: [image, <key>]``, read the second input of
+``<stem>.<ext>`` from ``extra_inputs[<key>]/<stem>.npy`` or ``<stem>.png`` (see :func:`read_extra_input`).
+Multi-scale and flip inference: ``scales=`` / ``flip=`` (:class:`freqdense.engine.multiscale.MultiScaleFlip`).
 Formats and choices: docs/export_and_predict.md.
 """
 
@@ -28,12 +32,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_shape
-from .data.io import atomic_write, read_image, write_png_atomic
+from .data.io import atomic_write, read_depth_png, read_image, read_npy, write_png_atomic
+from .data.sample import DENSE_FLOAT_KEYS
 from .data.transforms import resize
 from .errors import ConfigError, DataError
 from .viz import colorize_depth, default_palette, overlay, save_indexed_png
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "predict_images"]
+__all__ = ["IMAGE_SUFFIXES", "find_images", "predict_images", "model_input_keys", "read_extra_input"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,45 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
+def model_input_keys(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """The model's positional input keys from checkpoint metadata (``config.task.inputs``, default ``image``)."""
+    config = meta.get("config") or {}
+    task = config.get("task") if isinstance(config, Mapping) else None
+    keys = (task or {}).get("inputs") if isinstance(task, Mapping) else None
+    return tuple(keys) if keys else ("image",)
+
+
+def read_extra_input(directory: str | Path, stem: str, key: str, *, depth_png_scale: float = 1000.0) -> torch.Tensor:
+    """Read the non-RGB input ``key`` of image ``stem`` from ``directory`` as a (C, H, W) float32 tensor.
+
+    ``<stem>.npy`` is preferred over ``<stem>.png``. Depth-like keys (``depth``, ``sensor_depth``): a ``.npy``
+    of metres, (H, W) or (1, H, W), or a 16-bit PNG of ``depth_png_scale`` units per metre (1000: millimetres,
+    as NYU's and SUN RGB-D's raw PNGs before SUN's bit shift); 0 = invalid. Other keys (``hha``): an 8-bit PNG
+    divided by 255, or a ``.npy`` (C, H, W) already in the model's range.
+
+    Raises:
+        DataError: no file, or an unreadable/badly shaped one (the message names it).
+    """
+    directory = Path(directory)
+    npy, png = directory / f"{stem}.npy", directory / f"{stem}.png"
+    if npy.is_file():
+        array = np.asarray(read_npy(npy), dtype=np.float32)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3 or (key in DENSE_FLOAT_KEYS and array.shape[0] != 1):
+            want = "(H, W) or (1, H, W)" if key in DENSE_FLOAT_KEYS else "(C, H, W)"
+            raise DataError(f"{str(npy)!r} has shape {array.shape}; input {key!r} needs {want}")
+        return torch.from_numpy(array.copy())
+    if png.is_file():
+        if key in DENSE_FLOAT_KEYS:
+            return read_depth_png(png, depth_png_scale)
+        return read_image(png)
+    raise DataError(
+        f"no {key!r} input for image {stem!r}: neither {str(npy)!r} nor {str(png)!r} exists; the model takes "
+        f"{key!r} as a second input, so give one file per image with the image's stem"
+    )
+
+
 def predict_images(
     model: nn.Module,
     inputs: Sequence[str | Path],
@@ -97,6 +141,10 @@ def predict_images(
     device: str | torch.device = "cpu",
     batch_size: int = 4,
     save_npy: bool = True,
+    extra_inputs: Mapping[str, str | Path] | None = None,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    depth_png_scale: float = 1000.0,
 ) -> list[Path]:
     """Predict every image in ``inputs`` and write the files described in the module docstring.
 
@@ -106,8 +154,9 @@ def predict_images(
     logits bilinearly, then argmax; depth bilinearly. Images with the same network input size are batched.
 
     Args:
-        model: maps ``image`` (B, 3, H, W) RGB in [0, 1] to a dict with ``semantic`` logits (B, K, H, W) and/or
-            ``depth`` (B, 1, H, W). It is moved to ``device`` and put in eval mode.
+        model: maps ``image`` (B, 3, H, W) RGB in [0, 1] (followed by the extra inputs of a multi-input model)
+            to a dict with ``semantic`` logits (B, K, H, W) and/or ``depth`` (B, 1, H, W). It is moved to
+            ``device`` and put in eval mode.
         inputs: image files and/or directories (see :func:`find_images`).
         out_dir: output directory (created if missing; existing files of the same names are replaced).
         meta: checkpoint metadata; uses ``palette`` (list of [r, g, b]; default: ``default_palette(K)``),
@@ -116,15 +165,33 @@ def predict_images(
         device: torch device to run on.
         batch_size: images per forward pass.
         save_npy: also write ``<stem>_depth.npy``.
+        extra_inputs: for a multi-input model (``meta["config"]["task"]["inputs"]``), a directory per extra key
+            holding ``<stem>.npy``/``<stem>.png`` (:func:`read_extra_input`). Extra inputs are resized with the
+            image: depth-like keys nearest-neighbour, others bilinearly.
+        scales: multi-scale inference factors (``[1.0]`` = off).
+        flip: average with horizontally flipped inputs.
+        depth_png_scale: units per metre of 16-bit depth PNGs among the extra inputs.
 
     Returns:
         The paths written, per image in input order, then ``predictions.json``.
 
     Raises:
         DataError: an input is missing or unreadable (the message names the file).
-        ConfigError: bad ``size``/``batch_size``/``device``, a model without ``semantic``/``depth`` outputs, or a
-            palette with fewer colours than the model has classes.
+        ConfigError: bad ``size``/``batch_size``/``device``, a model without ``semantic``/``depth`` outputs, a
+            palette with fewer colours than the model has classes, or extra inputs that do not match the model's.
     """
+    from .engine.multiscale import MultiScaleFlip, check_tta, is_single_pass, resize_input
+
+    scales, flip = check_tta(scales, flip)
+    keys = model_input_keys(meta)
+    if keys[0] != "image":
+        raise ConfigError(f"predict feeds image files as the first model input, but the model's inputs are {keys}")
+    extra = dict(extra_inputs or {})
+    if set(extra) != set(keys[1:]):
+        raise ConfigError(
+            f"the model takes the inputs {list(keys)}; give a directory for each of {list(keys[1:]) or 'none'} "
+            f"besides the images (got {sorted(extra) or 'none'}; CLI: --depth DIR for the second input)"
+        )
     files = find_images(inputs)
     out_dir = Path(out_dir)
     net_size = _resolve_size(size if size is not None else meta.get("input_size"))
@@ -135,23 +202,33 @@ def predict_images(
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"invalid device {device!r}: {err}; use e.g. 'cpu' or 'cuda:0'") from err
     model.to(device).eval()
+    net = model if is_single_pass(scales, flip) else MultiScaleFlip(model, keys, scales=scales, flip=flip)
     out_dir.mkdir(parents=True, exist_ok=True)
     if net_size is None:
         log.info("no input size given or in the checkpoint metadata; running at each image's own size")
 
     writer = _Writer(out_dir, meta, save_npy)
-    pending: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
+    writer.inference = {"inputs": list(keys), "scales": list(scales), "flip": flip}
+    pending: list[tuple[Path, torch.Tensor, list[torch.Tensor]]] = []
     with tqdm(total=len(files), desc="predict", unit="img", disable=not sys.stderr.isatty()) as bar:
         for path in files:
             image = read_image(path)
-            net_in = image if net_size is None else resize({"image": image}, net_size)["image"]
-            if pending and (len(pending) == batch_size or pending[0][2].shape != net_in.shape):
-                _run_batch(model, pending, device, writer)
+            net_in = [image if net_size is None else resize({"image": image}, net_size)["image"]]
+            for key in keys[1:]:
+                x = read_extra_input(extra[key], path.stem, key, depth_png_scale=depth_png_scale)
+                if tuple(x.shape[-2:]) != tuple(image.shape[-2:]):
+                    raise DataError(
+                        f"input {key!r} for {str(path)!r} is {tuple(x.shape[-2:])} but the image is "
+                        f"{tuple(image.shape[-2:])}; extra inputs must be registered to the image at its size"
+                    )
+                net_in.append(x if net_size is None else resize_input(x[None], net_size, key=key)[0])
+            if pending and (len(pending) == batch_size or pending[0][2][0].shape != net_in[0].shape):
+                _run_batch(net, pending, device, writer)
                 bar.update(len(pending))
                 pending = []
             pending.append((path, image, net_in))
         if pending:
-            _run_batch(model, pending, device, writer)
+            _run_batch(net, pending, device, writer)
             bar.update(len(pending))
 
     summary = writer.write_summary(net_size)
@@ -169,11 +246,15 @@ def _resolve_size(size: Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def _run_batch(
-    model: nn.Module, pending: list[tuple[Path, torch.Tensor, torch.Tensor]], device: torch.device, writer: _Writer
+    model: nn.Module,
+    pending: list[tuple[Path, torch.Tensor, list[torch.Tensor]]],
+    device: torch.device,
+    writer: _Writer,
 ) -> None:
-    batch = torch.stack([net_in for _, _, net_in in pending]).to(device)
+    num_inputs = len(pending[0][2])
+    batch = [torch.stack([net_in[i] for _, _, net_in in pending]).to(device) for i in range(num_inputs)]
     with torch.inference_mode():
-        out = model(batch)
+        out = model(*batch)
     if not isinstance(out, Mapping) or not ({"semantic", "depth"} & set(out)):
         keys = sorted(out) if isinstance(out, Mapping) else type(out).__name__
         raise ConfigError(f"predict needs a model returning a dict with 'semantic' and/or 'depth'; got {keys}")
@@ -210,6 +291,7 @@ class _Writer:
         self.written: list[Path] = []
         self.records: list[dict[str, Any]] = []
         self.palette: np.ndarray | None = None
+        self.inference: dict[str, Any] = {}
 
     def _palette(self, num_classes: int) -> np.ndarray:
         if self.palette is None:
@@ -259,6 +341,7 @@ class _Writer:
             "format": "freqdense-predictions",
             "format_version": 1,
             "network_input_size": list(net_size) if net_size else None,
+            "inference": self.inference,
             "classes": list(self.meta["classes"]) if self.meta.get("classes") is not None else None,
             "palette": self.palette.tolist() if self.palette is not None else None,
             "depth_unit": self.meta.get("depth_unit", "m"),

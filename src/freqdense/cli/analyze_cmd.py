@@ -37,7 +37,7 @@ __all__ = ["register", "compute_model_spectrum", "compute_label_analysis", "comp
 log = logging.getLogger(__name__)
 
 #: Analyses living in their own modules, ``freqdense.cli.analyze_<name>_cmd`` (skipped while absent).
-_EXTRA_ANALYSES: tuple[str, ...] = ("flops", "similarity", "fairness", "relation")
+_EXTRA_ANALYSES: tuple[str, ...] = ("flops", "similarity", "fairness", "relation", "alignment")
 
 _DEFAULT_NU_MAX = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -61,8 +61,14 @@ def _labels_of(batch: dict[str, Any]) -> torch.Tensor:
     return batch["semantic"].long()
 
 
-def _logits_of(model: nn.Module, image: torch.Tensor, output_key: str) -> torch.Tensor:
-    out = model(image)
+def _inputs_of(batch: dict[str, Any], inputs: Sequence[str], device: torch.device | str) -> list[torch.Tensor]:
+    from ..tasks import model_inputs
+
+    return [x.to(device) for x in model_inputs(batch, inputs)]
+
+
+def _logits_of(model: nn.Module, image: torch.Tensor | Sequence[torch.Tensor], output_key: str) -> torch.Tensor:
+    out = model(image) if isinstance(image, torch.Tensor) else model(*image)
     logits = out[output_key] if isinstance(out, dict) else out
     if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
         raise ShapeError(f"model output {output_key!r} must be (B, C, H, W) logits, got {type(logits).__name__}")
@@ -81,6 +87,7 @@ def compute_model_spectrum(
     ignore_index: int = 255,
     shells: str = "square",
     units: str = "index",
+    inputs: Sequence[str] = ("image",),
 ):
     """CE spectrum of ``model`` accumulated over the first ``num`` samples of ``dataset``.
 
@@ -91,6 +98,7 @@ def compute_model_spectrum(
         batch_size: samples per forward pass (equal sizes needed for > 1).
         device: where the model runs.
         output_key, ignore_index, shells, units: see :func:`freqdense.spectral.ce_spectrum`.
+        inputs: sample keys passed positionally to the model (config ``task.inputs``).
 
     Returns:
         :class:`freqdense.spectral.DatasetSpectrum`.
@@ -100,7 +108,7 @@ def compute_model_spectrum(
     acc = SpectrumAccumulator(ignore_index=ignore_index, shells=shells, units=units)
     model.eval()
     for batch in _iter_batches(dataset, num=num, batch_size=batch_size):
-        logits = _logits_of(model, batch["image"].to(device), output_key)
+        logits = _logits_of(model, _inputs_of(batch, inputs, device), output_key)
         acc.update(logits, _labels_of(batch).to(logits.device))
     return acc.compute()
 
@@ -197,6 +205,7 @@ def compute_truncation(
     ignore_index: int = 255,
     shells: str = "square",
     units: str = "index",
+    inputs: Sequence[str] = ("image",),
 ) -> dict[str, Any]:
     """Evaluate ``model`` with ``model.<attribute>`` run on each grid in ``sizes`` (paper Sec. 3.2, Table 2).
 
@@ -219,7 +228,7 @@ def compute_truncation(
         acc = SpectrumAccumulator(ignore_index=ignore_index, shells=shells, units=units) if size is None else None
         ce_sum, n_valid = 0.0, 0
         for batch in _iter_batches(dataset, num=num, batch_size=batch_size):
-            logits = _logits_of(variant, batch["image"].to(device), output_key)
+            logits = _logits_of(variant, _inputs_of(batch, inputs, device), output_key)
             labels = _labels_of(batch).to(logits.device)
             cm.update(logits, labels)
             ce_sum += float(F.cross_entropy(logits.double(), labels, ignore_index=ignore_index, reduction="sum"))
@@ -399,6 +408,7 @@ def _run_spectrum(args: argparse.Namespace) -> int:
         ignore_index=ignore,
         shells=args.shells,
         units=args.units,
+        inputs=getattr(cfg.task, "inputs", ("image",)),
     )
     table = [
         {
@@ -487,6 +497,7 @@ def _run_truncation(args: argparse.Namespace) -> int:
         ignore_index=cfg.task.ignore_index,
         shells=args.shells,
         units=args.units,
+        inputs=getattr(cfg.task, "inputs", ("image",)),
     )
     _print_table(result["rows"], ("grid", "nu_max", "baseline_r", "miou", "miou_drop", "pixel_acc", "ce_mean"))
     _write_json(args.out, "truncation.json", result)

@@ -18,6 +18,7 @@ log = logging.getLogger("freqdense")
 #: Subcommand modules, in the order `freqdense --help` lists them.
 _COMMAND_MODULES = (
     "train",
+    "ablate",
     "evaluate",
     "predict",
     "export",

@@ -37,14 +37,35 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: 4)")
     p.add_argument("--no-npy", action="store_true", help="do not write the float32 depth .npy files")
+    p.add_argument(
+        "--depth",
+        type=Path,
+        metavar="DIR",
+        help="second input of a two-input (RGB-D) model: DIR/<image stem>.npy (metres, or HHA in [0, 1]) or .png "
+        "(16-bit depth, see --depth-png-scale; 8-bit HHA)",
+    )
+    p.add_argument(
+        "--depth-png-scale", type=float, default=1000.0, help="16-bit depth PNG units per metre (default: 1000, mm)"
+    )
+    p.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], metavar="S", help="multi-scale inference, e.g. 0.75 1 1.25"
+    )
+    p.add_argument("--flip", action="store_true", help="average with horizontally flipped inputs")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predict import predict_images
+    from ..predict import model_input_keys, predict_images
 
     device = resolve_device(args.device)
     model, meta = _load_model(args.checkpoint)
+    keys = model_input_keys(meta)
+    if len(keys) > 2:
+        raise ConfigError(f"the model takes {len(keys)} inputs {list(keys)}; the CLI supports at most image + --depth")
+    if len(keys) == 2 and args.depth is None:
+        raise ConfigError(f"the model takes the inputs {list(keys)}; pass --depth DIR with one {keys[1]!r} per image")
+    if len(keys) == 1 and args.depth is not None:
+        raise ConfigError("--depth was given but the model takes only the image; drop --depth")
     written = predict_images(
         model,
         args.images,
@@ -54,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         batch_size=args.batch_size,
         save_npy=not args.no_npy,
+        extra_inputs={keys[1]: args.depth} if len(keys) == 2 else None,
+        scales=args.scales,
+        flip=args.flip,
+        depth_png_scale=args.depth_png_scale,
     )
     log.info("%d files in %s (summary: %s)", len(written), args.out, written[-1].name)
     return 0

@@ -65,7 +65,7 @@ class TaskConfig:
     #: Classes absent from both prediction and ground truth: "exclude" (NaN, left out of mIoU, mmseg) or "zero"
     #: (IoU 0, counted in the mean, as Multi-Task-Learning-PyTorch's tables do).
     absent_classes: Literal["exclude", "zero"] = "exclude"
-    #: Weight of each task's loss in the total (keys: semantic, depth, consistency, ...).
+    #: Weight of each task part's loss in the total (keys: semantic, depth; the consistency loss has its own weight).
     loss_weights: dict[str, float] = field(default_factory=dict)
     #: Weight of auxiliary / deep-supervision outputs (model output keys ``"<task>:<name>"``).
     aux_weight: float = 1.0
@@ -79,6 +79,13 @@ class TaskConfig:
     #: Keyword arguments of ``freqdense.tasks.SelfSupervisedDepth`` (task.name: self_supervised_depth); the
     #: evaluation protocol fields above (min_depth, max_depth, depth_crop, depth_aggregation) are its defaults.
     self_supervised: dict[str, Any] = field(default_factory=dict)
+    #: FAFE local-aware consistency loss (paper 000 Eq. 4) of a multitask task, added as the loss term
+    #: "consistency": keys ``weight`` (lambda_3, default 0.1), ``threshold`` (1.0), ``seg_mode`` ("probs",
+    #: "max_prob" or "argmax"); null (default) = off. Checked by ``freqdense.tasks.build_task``.
+    consistency: dict[str, Any] | None = None
+    #: Sample keys passed positionally to the model, ``model(*[batch[k] for k in inputs])``; e.g.
+    #: ``[image, hha]`` or ``[image, sensor_depth]`` for two-input RGB-D models.
+    inputs: list[str] = field(default_factory=lambda: ["image"])
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,11 @@ class EvalConfig:
     mode: Literal["max", "min"] = "max"
     #: Evaluate on at most this many validation batches (null = all).
     max_batches: int | None = None
+    #: Multi-scale inference: every model input is resized by each factor, the outputs are resized back and
+    #: averaged (segmentation: softmax probabilities; see freqdense.engine.multiscale). [1.0] = single scale.
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    #: Also run each scale on the horizontally flipped inputs and average the un-flipped outputs.
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,9 @@ class PruneConfig:
     decoder_rate: float = 0.0
     #: Re-select and zero the weakest filters every N epochs (and once before training).
     every_epochs: int = 1
+    #: Rate of the encoder's output layers (DeepLab v3+: the ASPP projection = the decoder's input channels):
+    #: "decoder" (reproduces paper 004 Table 2's FLOPs) or "encoder".
+    encoder_output: Literal["encoder", "decoder"] = "decoder"
 
 
 @dataclass(frozen=True)

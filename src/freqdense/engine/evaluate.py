@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -52,17 +53,30 @@ def evaluate(
     info: DistInfo | None = None,
     max_batches: int | None = None,
     amp: str = "off",
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
 ) -> dict[str, float]:
-    """Run ``task.evaluation_step`` over ``loader`` and return the flat metrics (``<task>/<metric>``)."""
+    """Run ``task.evaluation_step`` over ``loader`` and return the flat metrics (``<task>/<metric>``).
+
+    ``scales``/``flip`` (config ``eval.scales``, ``eval.flip``) turn on multi-scale and flip inference
+    (:class:`freqdense.engine.multiscale.MultiScaleFlip`) on the task's model inputs (``task.inputs``).
+    """
+    from ..tasks import DEFAULT_INPUTS
+    from .multiscale import MultiScaleFlip, check_tta, is_single_pass
+
+    scales, flip = check_tta(scales, flip)
     was_training = model.training
     model.eval()
+    net = model
+    if not is_single_pass(scales, flip):
+        net = MultiScaleFlip(model, getattr(task, "inputs", DEFAULT_INPUTS), scales=scales, flip=flip)
     metrics = task.make_metrics()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     for i, batch in enumerate(tqdm(loader, total=total, desc="eval", leave=False, disable=not show_progress(info))):
         if max_batches is not None and i >= max_batches:
             break
         with autocast_context(amp, device):
-            task.evaluation_step(model, to_device(batch, device), metrics)
+            task.evaluation_step(net, to_device(batch, device), metrics)
     metrics.all_reduce()
     model.train(was_training)
     return metrics.compute()
@@ -91,5 +105,5 @@ def evaluate_checkpoint(
         cfg.task, num_classes=getattr(dataset, "num_classes", None), class_names=getattr(dataset, "classes", None)
     )
     loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
-    metrics = evaluate(model, task, loader, device=dev, amp=cfg.train.amp)
+    metrics = evaluate(model, task, loader, device=dev, amp=cfg.train.amp, scales=cfg.eval.scales, flip=cfg.eval.flip)
     return {"checkpoint": meta["checkpoint_dir"], "step": meta.get("step"), "split": split, "metrics": metrics}

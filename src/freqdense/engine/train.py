@@ -206,7 +206,15 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) ->
             at_eval = cfg.eval.every and step % cfg.eval.every == 0
             if at_eval or step == total:
                 metrics = evaluate(
-                    net, task, val, device=device, info=info, max_batches=cfg.eval.max_batches, amp=cfg.train.amp
+                    net,
+                    task,
+                    val,
+                    device=device,
+                    info=info,
+                    max_batches=cfg.eval.max_batches,
+                    amp=cfg.train.amp,
+                    scales=cfg.eval.scales,
+                    flip=cfg.eval.flip,
                 )
                 logger.log("eval", step, metrics)
                 if info.is_main:
@@ -219,7 +227,15 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) ->
     bar.close()
     if metrics is None:  # resumed at the very end: evaluate the final weights once more
         metrics = evaluate(
-            net, task, val, device=device, info=info, max_batches=cfg.eval.max_batches, amp=cfg.train.amp
+            net,
+            task,
+            val,
+            device=device,
+            info=info,
+            max_batches=cfg.eval.max_batches,
+            amp=cfg.train.amp,
+            scales=cfg.eval.scales,
+            flip=cfg.eval.flip,
         )
     result = {"step": step, "val": metrics, "best": best}
     if info.is_main:
@@ -235,7 +251,9 @@ def _soft_filter_pruner(cfg: ExperimentConfig, model: torch.nn.Module):
         return None
     from ..pruning import SoftFilterPruner, encoder_decoder_scopes
 
-    scopes = encoder_decoder_scopes(model, cfg.prune.encoder_rate, cfg.prune.decoder_rate)
+    scopes = encoder_decoder_scopes(
+        model, cfg.prune.encoder_rate, cfg.prune.decoder_rate, encoder_output=cfg.prune.encoder_output
+    )
     return SoftFilterPruner(model, scopes=scopes)
 
 

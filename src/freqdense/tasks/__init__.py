@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..config.schema import TaskConfig
-from .base import MetricSet, Task, TaskPart
+from ..errors import ConfigError
+from ..losses.consistency import LocalConsistencyLoss
+from .base import DEFAULT_INPUTS, MetricSet, Task, TaskPart, model_inputs
 from .depth import DepthEstimation, depth_loss
 from .segmentation import SemanticSegmentation
 from .self_supervised_depth import SelfSupervisedDepth
@@ -19,14 +23,25 @@ __all__ = [
     "depth_loss",
     "build_task",
     "SelfSupervisedDepth",
+    "model_inputs",
+    "DEFAULT_INPUTS",
 ]
 
 
 def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequence[str] | None = None) -> Task:
     """The task of an experiment config (``segmentation``, ``depth``, ``multitask`` = both, or
     ``self_supervised_depth``)."""
+    consistency = _consistency_from_config(cfg.consistency, task_name=cfg.name)
     if cfg.name == "self_supervised_depth":
         from .._registry import check_kwargs
+
+        if tuple(cfg.inputs) != DEFAULT_INPUTS:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"task.inputs={list(cfg.inputs)} is not supported by self_supervised_depth (it feeds the image "
+                "and its source views itself); remove task.inputs"
+            )
 
         kwargs = dict(
             eval_min_depth=cfg.min_depth,
@@ -57,4 +72,57 @@ def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequenc
             median_scaling=cfg.median_scaling,
             aggregation=cfg.depth_aggregation,
         )
-    return Task(parts, loss_weights=cfg.loss_weights, aux_weight=cfg.aux_weight)
+    return Task(
+        parts, loss_weights=cfg.loss_weights, aux_weight=cfg.aux_weight, inputs=cfg.inputs, consistency=consistency
+    )
+
+
+_CONSISTENCY_KEYS = ("weight", "threshold", "seg_mode")
+_SEG_MODES = ("probs", "max_prob", "argmax")
+
+
+def _consistency_from_config(
+    options: Mapping[str, Any] | None, *, task_name: str = "multitask"
+) -> LocalConsistencyLoss | None:
+    """Validate ``task.consistency`` (FAFE Eq. 4; keys ``weight`` = lambda_3 = 0.1, ``threshold`` = 1.0,
+    ``seg_mode`` = ``"probs"``) into a :class:`~freqdense.losses.LocalConsistencyLoss`; ``None`` -> ``None``.
+
+    Raises:
+        ConfigError: not a mapping, an unknown key, a bad value, or a task other than ``multitask``.
+    """
+    if options is None:
+        return None
+    where = "task.consistency"
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where} must be a mapping such as {{weight: 0.1}} or null, got {options!r}")
+    if task_name != "multitask":
+        raise ConfigError(
+            f"{where} couples segmentation and depth predictions, so it needs task.name: multitask (got "
+            f"{task_name!r}); remove task.consistency or change the task"
+        )
+    for key in options:
+        if key not in _CONSISTENCY_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), _CONSISTENCY_KEYS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(_CONSISTENCY_KEYS)}.")
+    kwargs: dict[str, Any] = {}
+    for key, lower, strict in (("weight", 0.0, False), ("threshold", 0.0, True)):
+        if key not in options:
+            continue
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where}.{key} must be a finite number, got {value!r}")
+        if value < lower or (strict and value == lower):
+            bound = f"> {lower}" if strict else f">= {lower}"
+            raise ConfigError(f"{where}.{key} must be {bound}, got {value!r}")
+        kwargs[key] = float(value)
+    if "seg_mode" in options:
+        if options["seg_mode"] not in _SEG_MODES:
+            raise ConfigError(
+                f"{where}.seg_mode must be one of {', '.join(map(repr, _SEG_MODES))}, got {options['seg_mode']!r} "
+                "(docs/methods/fafe.md explains the choice)"
+            )
+        kwargs["seg_mode"] = options["seg_mode"]
+    return LocalConsistencyLoss(**kwargs)

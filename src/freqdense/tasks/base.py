@@ -8,15 +8,37 @@ A :class:`Task` combines parts with loss weights; the training loop only calls i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from ..data.sample import Sample
+from ..losses.consistency import LocalConsistencyLoss, local_consistency_loss
 
-__all__ = ["TaskPart", "Task", "MetricSet"]
+__all__ = ["TaskPart", "Task", "MetricSet", "model_inputs", "DEFAULT_INPUTS"]
+
+#: The model input of single-input models: ``model(batch["image"])``.
+DEFAULT_INPUTS: tuple[str, ...] = ("image",)
+
+
+def model_inputs(batch: Mapping[str, Any], keys: Sequence[str] = DEFAULT_INPUTS) -> list[Tensor]:
+    """The positional model arguments ``[batch[k] for k in keys]`` (config ``task.inputs``).
+
+    Raises:
+        ConfigError: a key is missing from the batch; the message names it and lists the batch's keys.
+    """
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"task.inputs names {missing} but the batch has only the keys {sorted(batch)}; fix task.inputs or make "
+            "the dataset provide them (e.g. data.args.modalities for the synthetic scenes, or a transform that "
+            "computes the key)"
+        )
+    return [batch[k] for k in keys]
 
 
 class TaskPart(Protocol):
@@ -58,21 +80,49 @@ class Task:
         parts: the task parts, keyed by output name.
         loss_weights: weight per part key (default 1.0 each).
         aux_weight: weight of every auxiliary output ``"<part>:<name>"`` relative to its part's weight.
+        inputs: sample keys passed positionally to the model (``model(*[batch[k] for k in inputs])``).
+        consistency: FAFE's local-aware consistency loss (paper 000 Eq. 4) between the final ``"semantic"`` logits
+            and ``"depth"`` prediction, both resized to the semantic label size; logged unweighted as the term
+            ``"consistency"`` and added to the total with ``consistency.weight`` (lambda_3). Needs both parts.
     """
 
     def __init__(
-        self, parts: Mapping[str, TaskPart], *, loss_weights: Mapping[str, float] | None = None, aux_weight: float = 1.0
+        self,
+        parts: Mapping[str, TaskPart],
+        *,
+        loss_weights: Mapping[str, float] | None = None,
+        aux_weight: float = 1.0,
+        inputs: Sequence[str] = DEFAULT_INPUTS,
+        consistency: LocalConsistencyLoss | None = None,
     ) -> None:
         self.parts = dict(parts)
+        self.inputs = tuple(inputs)
+        if not self.inputs or isinstance(inputs, str) or not all(isinstance(k, str) and k for k in self.inputs):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"task.inputs must be a non-empty list of sample keys, got {inputs!r}")
         self.loss_weights = {key: float((loss_weights or {}).get(key, 1.0)) for key in self.parts}
         unknown = set(loss_weights or {}) - set(self.parts)
         if unknown:
             from ..errors import ConfigError
 
+            if "consistency" in unknown:
+                raise ConfigError(
+                    "task.loss_weights.consistency is not used: the consistency loss has its own weight; set "
+                    "task.consistency: {weight: 0.1} (lambda_3) and remove loss_weights.consistency"
+                )
             raise ConfigError(
                 f"task.loss_weights has keys {sorted(unknown)} that are not parts of this task ({sorted(self.parts)})"
             )
         self.aux_weight = float(aux_weight)
+        if consistency is not None and not {"semantic", "depth"} <= set(self.parts):
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"task.consistency needs a multitask task with semantic and depth parts, this task has "
+                f"{sorted(self.parts)}; set task.name: multitask or remove task.consistency"
+            )
+        self.consistency = consistency
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -99,18 +149,37 @@ class Task:
                 f"the model returned {sorted(outputs)} but the task needs {missing}; "
                 "choose a task matching the model's outputs (task.name) or a model with those heads"
             )
+        if self.consistency is not None:
+            value = self._consistency_loss(outputs, batch)
+            terms["consistency"] = value.detach()
+            total = total + value * self.consistency.weight
         terms["total"] = total
         return terms
 
+    def _consistency_loss(self, outputs: Mapping[str, Tensor], batch: Sample) -> Tensor:
+        """Unweighted Eq. (4) on the final predictions, resized (bilinear) to the semantic label size."""
+        from .segmentation import resize_logits
+
+        size = tuple(batch["semantic"].shape[-2:])
+        depth = outputs["depth"]
+        if tuple(depth.shape[-2:]) != size:
+            depth = torch.nn.functional.interpolate(depth, size=size, mode="bilinear", align_corners=False)
+        return local_consistency_loss(
+            resize_logits(outputs["semantic"], size).float(),
+            depth.float(),
+            threshold=self.consistency.threshold,
+            seg_mode=self.consistency.seg_mode,
+        )
+
     def training_step(self, model: nn.Module, batch: Sample) -> dict[str, Tensor]:
-        return self.losses(model(batch["image"]), batch)
+        return self.losses(model(*model_inputs(batch, self.inputs)), batch)
 
     def make_metrics(self) -> MetricSet:
         return MetricSet({key: part.make_metric() for key, part in self.parts.items()})
 
     @torch.no_grad()
     def evaluation_step(self, model: nn.Module, batch: Sample, metrics: MetricSet) -> dict[str, Tensor]:
-        outputs = model(batch["image"])
+        outputs = model(*model_inputs(batch, self.inputs))
         for key, part in self.parts.items():
             part.update_metric(metrics.metrics[key], outputs[key], batch)
         return outputs
