@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
     big, _ = load_model(args.checkpoint)
     small, ckpt = prune_checkpoint(
-        args.checkpoint, args.out, encoder_rate=args.encoder_rate,
+        args.checkpoint,
+        args.out,
+        encoder_rate=args.encoder_rate,
         decoder_rate=args.decoder_rate,
         encoder_output=args.encoder_output,
-
     )
     n_big = sum(p.numel() for p in big.parameters())
     n_small = sum(p.numel() for p in small.parameters())
