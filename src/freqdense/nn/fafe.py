@@ -199,16 +199,16 @@ class _TwoTaskBlock(nn.Module):
         self,
         channels: int,
         *,
-        size: tuple[int, int] | None,
-        pi: bool,
-        fd: bool,
-        fr: bool,
-        cutoff: float,
-        pi_grid: tuple[int, int],
-        pi_order: str,
-        merge: Merge,
-        fd_kernel_size: int,
-        fr_reduction: int,
+        size: tuple[int, int] | None = None,
+        pi: bool = True,
+        fd: bool = True,
+        fr: bool = True,
+        cutoff: float = 0.5,
+        pi_grid: tuple[int, int] = (6, 10),
+        pi_order: str = "pool_conv",
+        merge: Merge = "sum",
+        fd_kernel_size: int = 3,
+        fr_reduction: int = 16,
     ) -> None:
         super().__init__()
         if channels < 1:
@@ -333,35 +333,6 @@ class FAFEBlock(_TwoTaskBlock):
         >>> out["semantic"].shape, out["depth"].shape
         (torch.Size([2, 8, 12, 16]), torch.Size([2, 8, 12, 16]))
     """
-
-    def __init__(
-        self,
-        channels: int,
-        *,
-        size: tuple[int, int] | None = None,
-        pi: bool = True,
-        fd: bool = True,
-        fr: bool = True,
-        cutoff: float = 0.5,
-        pi_grid: tuple[int, int] = (6, 10),
-        pi_order: str = "pool_conv",
-        merge: Merge = "sum",
-        fd_kernel_size: int = 3,
-        fr_reduction: int = 16,
-    ) -> None:
-        super().__init__(
-            channels,
-            size=size,
-            pi=pi,
-            fd=fd,
-            fr=fr,
-            cutoff=cutoff,
-            pi_grid=pi_grid,
-            pi_order=pi_order,
-            merge=merge,
-            fd_kernel_size=fd_kernel_size,
-            fr_reduction=fr_reduction,
-        )
 
     def _make_pi(self, channels: int, grid: tuple[int, int], order: str) -> nn.Module:
         return DualPreInteraction(channels, grid=grid, order=order)
@@ -493,35 +464,6 @@ class FAFEConvBlock(_TwoTaskBlock):
         >>> sum(p.numel() for p in ctrl.parameters()) == sum(p.numel() for p in fafe.parameters())
         True
     """
-
-    def __init__(
-        self,
-        channels: int,
-        *,
-        size: tuple[int, int] | None = None,
-        pi: bool = True,
-        fd: bool = True,
-        fr: bool = True,
-        cutoff: float = 0.5,
-        pi_grid: tuple[int, int] = (6, 10),
-        pi_order: str = "pool_conv",
-        merge: Merge = "sum",
-        fd_kernel_size: int = 3,
-        fr_reduction: int = 16,
-    ) -> None:
-        super().__init__(
-            channels,
-            size=size,
-            pi=pi,
-            fd=fd,
-            fr=fr,
-            cutoff=cutoff,
-            pi_grid=pi_grid,
-            pi_order=pi_order,
-            merge=merge,
-            fd_kernel_size=fd_kernel_size,
-            fr_reduction=fr_reduction,
-        )
 
     def _make_pi(self, channels: int, grid: tuple[int, int], order: str) -> nn.Module:
         return _ConvInteraction(channels)
