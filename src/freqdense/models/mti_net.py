@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation, SEBlock
-from ..nn.fafe import FAFE_TASKS, FAFEOptions, fafe_block
+from ..nn.fafe import FAFEOptions, check_fafe_tasks, fafe_block
 from ._dense import activate_depth, check_image, register_normalization
 from ._dense import check_depth_activation as _check_depth_activation
 from ._registry import register_model
@@ -158,7 +158,7 @@ class MTINet(nn.Module):
         self.num_classes = int(num_classes)
         self.depth_activation = _check_depth_activation(depth_activation)
         self.fafe = FAFEOptions.from_config(fafe)
-        _check_fafe_tasks(self.fafe, self.tasks)
+        check_fafe_tasks(self.fafe, self.tasks)
         _check_rgb(backbone, "MTINet")
         ch = tuple(int(c) for c in backbone.out_channels)
         if len(ch) < 2:
@@ -230,14 +230,6 @@ def _activate_depth(out: dict[str, torch.Tensor], activation: str) -> dict[str, 
     if activation == "none":
         return out
     return {k: (activate_depth(v, activation) if k.partition(":")[0] == "depth" else v) for k, v in out.items()}
-
-
-def _check_fafe_tasks(fafe: FAFEOptions | None, tasks: Sequence[str]) -> None:
-    if fafe is not None and set(tasks) != set(FAFE_TASKS):
-        raise ConfigError(
-            f"model.fafe: FAFE blocks serve exactly the tasks {FAFE_TASKS}, the model has {tuple(tasks)}; "
-            "set tasks to both or fafe to null"
-        )
 
 
 def _backbone(backbone: str, backbone_kwargs: dict[str, Any] | None, pretrained: str | None) -> nn.Module:

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..nn.fafe import FAFE_TASKS, FAFEOptions, fafe_block
+from ..nn.fafe import FAFEOptions, check_fafe_tasks, fafe_block
 from ._dense import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -91,11 +91,7 @@ class MultiTaskBaseline(nn.Module):
         super().__init__()
         self.tasks = check_tasks(tasks)
         self.fafe = FAFEOptions.from_config(fafe)
-        if self.fafe is not None and set(self.tasks) != set(FAFE_TASKS):
-            raise ConfigError(
-                f"model.fafe: FAFE blocks serve exactly the tasks {FAFE_TASKS}, the model has {self.tasks}; "
-                "set tasks to both or fafe to null"
-            )
+        check_fafe_tasks(self.fafe, self.tasks)
         if "semantic" in self.tasks and int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
         check_depth_activation(depth_activation)

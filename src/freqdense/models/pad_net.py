@@ -26,12 +26,12 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..nn.distillation import MultiTaskDistillation
-from ..nn.fafe import FAFEOptions, fafe_block
+from ..nn.fafe import FAFEOptions, check_fafe_tasks, fafe_block
 from ._dense import check_depth_activation, check_image, register_normalization
 from ._registry import register_model
 from .backbones.resnet import Bottleneck
 from .heads import HRNetFuse
-from .mti_net import _activate_depth, _backbone, _check_fafe_tasks, _check_rgb, _num_outputs
+from .mti_net import _activate_depth, _backbone, _check_rgb, _num_outputs
 from .multitask import TASKS, DepthActivation, check_tasks
 
 __all__ = ["PADNet", "TaskPrediction", "pad_net", "pad_net_3predict"]
@@ -112,7 +112,7 @@ class PADNet(nn.Module):
         self.num_predictions = int(num_predictions)
         self.depth_activation = check_depth_activation(depth_activation)
         self.fafe = FAFEOptions.from_config(fafe)
-        _check_fafe_tasks(self.fafe, self.tasks)
+        check_fafe_tasks(self.fafe, self.tasks)
         _check_rgb(backbone, "PADNet")
         fuse = HRNetFuse(backbone.out_channels)
         self.backbone = nn.Sequential(backbone, fuse)

@@ -44,12 +44,23 @@ from .dct_disentangle import FrequencyDisentanglement, frequency_masks
 from .pre_interaction import DualPreInteraction
 from .recalibration import FeatureRecalibration
 
-__all__ = ["FAFEBlock", "FAFEConvBlock", "FAFEOptions", "FAFE_TASKS", "fafe_block"]
+__all__ = ["FAFEBlock", "FAFEConvBlock", "FAFEOptions", "FAFE_TASKS", "check_fafe_tasks", "fafe_block"]
 
 logger = logging.getLogger(__name__)
 
 #: The two tasks a FAFE block serves, in the order (first, second) of its PI streams.
 FAFE_TASKS = ("semantic", "depth")
+
+
+def check_fafe_tasks(options: FAFEOptions | None, tasks: Sequence[str]) -> None:
+    """Raise a ConfigError unless ``options`` is None or the model predicts exactly :data:`FAFE_TASKS`."""
+    if options is not None and set(tasks) != set(FAFE_TASKS):
+        raise ConfigError(
+            f"model.fafe: FAFE blocks serve exactly the tasks {FAFE_TASKS}, the model has {tuple(tasks)}; "
+            "set tasks to both or fafe to null"
+        )
+
+
 Variant = Literal["fafe", "conv"]
 Merge = Literal["sum", "concat"]
 _VARIANTS = ("fafe", "conv")
