@@ -107,3 +107,15 @@ def test_write_json_atomic_replaces(tmp_path):
     ck.write_json_atomic(tmp_path / "a.json", {"x": 2})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_weights_file_gets_the_same_permissions_as_the_json_files(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = _save(tmp_path, 1, _model())
+    finally:
+        os.umask(old)
+    mode = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert mode[ck.MODEL_FILE] == mode[ck.META_FILE] == 0o666 & ~umask, {k: oct(v) for k, v in mode.items()}
+    assert mode[ck.STATE_FILE] == mode[ck.META_FILE]

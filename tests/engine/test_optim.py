@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from freqdense.config.schema import OptimConfig, ScheduleConfig
-from freqdense.engine.optim import build_optimizer, build_scheduler, lr_factor
+from freqdense.engine.optim import build_optimizer, build_scheduler, load_scheduler_state, lr_factor
 
 
 def test_poly_closed_form():
@@ -69,3 +69,24 @@ def test_no_weight_decay_on_biases_and_norms_and_backbone_multiplier():
         sum(p.numel() for g in opt.param_groups for p in g["params"]), sum(p.numel() for p in net.parameters())
     )
     assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_resumed_scheduler_uses_the_extended_schedule_from_the_first_update():
+    model = nn.Linear(3, 2)
+    short, long = ScheduleConfig(name="poly", total_steps=8), ScheduleConfig(name="poly", total_steps=16)
+    opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), model)
+    sched = build_scheduler(short, opt)
+    for _ in range(8):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)  # the 8-step poly schedule has ended
+    opt_state, sched_state = opt.state_dict(), sched.state_dict()
+
+    resumed_opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), model)
+    resumed = build_scheduler(long, resumed_opt)
+    resumed_opt.load_state_dict(opt_state)  # restores the stale lr 0.0
+    load_scheduler_state(resumed, sched_state)
+    expected = 0.1 * (1 - 8 / 16) ** 0.9
+    assert resumed.last_epoch == 8
+    assert [g["lr"] for g in resumed_opt.param_groups] == pytest.approx([expected] * len(resumed_opt.param_groups))
+    assert resumed.get_last_lr() == pytest.approx([expected] * len(resumed_opt.param_groups))

@@ -1,4 +1,4 @@
-"""Ablations: train a list of configs over several seeds and tabulate them in the shape of paper 000 Table 1.
+"""Ablations: train a list of configs over several seeds and tabulate them in the shape of FAFE's Table 1.
 
 ``run_ablation`` trains every (config, seed) pair with :func:`freqdense.engine.train.train` into
 ``<out>/<row>/seed<k>`` and reads each run's final validation metrics (``metrics.json``); finished runs are
@@ -19,11 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import ExperimentConfig, config_to_dict, load_config
 from ..errors import ConfigError
 from ..metrics import HIGHER_IS_BETTER, delta_m
+from .run_config import RUNTIME_KEYS, config_differences, stored_config
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,6 @@ __all__ = [
 DEFAULT_METRICS = ("semantic/miou", "depth/rmse")
 #: Bookkeeping file of one run (seconds spent, finished flag), next to train's ``metrics.json``.
 RUN_RECORD = "ablate.json"
-#: Config keys that may change between invocations without invalidating a finished run.
-_RUNTIME_KEYS = {("train", "device"), ("train", "num_threads"), ("train", "log_every"), ("data", "num_workers")}
 
 
 def config_slugs(configs: Sequence[str | Path]) -> list[str]:
@@ -89,15 +86,6 @@ def metric_direction(key: str) -> tuple[str, str, bool]:
     )
 
 
-def _comparable(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
-    data = config_to_dict(cfg) if isinstance(cfg, ExperimentConfig) else dict(cfg)
-    data = yaml.safe_load(yaml.safe_dump(data, sort_keys=True))  # tuples -> lists, as in config.yaml
-    for section, key in _RUNTIME_KEYS:
-        if isinstance(data.get(section), dict):
-            data[section].pop(key, None)
-    return data
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -126,10 +114,12 @@ def _check_same_config(run_dir: Path, cfg: ExperimentConfig, *, resume: bool) ->
             f"ablate: {run_dir} already holds a run; pass --resume to reuse finished runs (and continue unfinished "
             "ones), or choose another --out"
         )
-    if _comparable(yaml.safe_load(saved.read_text()) or {}) != _comparable(cfg):
+    old, _ = stored_config(run_dir, None)
+    differing = [k for k in config_differences(old or {}, config_to_dict(cfg)) if k not in RUNTIME_KEYS]
+    if differing:
         raise ConfigError(
-            f"ablate: {saved} differs from the config this ablation would train (another config, seed or --set); "
-            "use another --out, or delete that run directory to retrain it"
+            f"ablate: {saved} differs from the config this ablation would train in {', '.join(differing)} (another "
+            "config, seed or --set); use another --out, or delete that run directory to retrain it"
         )
 
 
@@ -252,7 +242,7 @@ def summarise(
         ``{"metrics", "reference", "delta_m_metrics", "rows": [{"name", "seeds", "mean", "std", "improvement",
         "delta_m", "seconds"}]}``. ``std`` is the sample standard deviation (n - 1; NaN for one seed).
         ``improvement[m] = s_m (mean_m - mean_m^ref)`` with ``s_m = +1`` if higher is better else ``-1``, so positive
-        is better (paper 000 Table 1's convention). ``delta_m`` is :func:`freqdense.metrics.delta_m` of the row's
+        is better (the convention of FAFE's Table 1). ``delta_m`` is :func:`freqdense.metrics.delta_m` of the row's
         means against the reference row's means in percent, each task averaging its listed metrics.
 
     Raises:
@@ -353,8 +343,8 @@ def format_markdown(
     lines += [
         "",
         "mean ± sample standard deviation over seeds of the final validation metrics; in parentheses the change "
-        f"against the reference row `{summary['reference']}`, signed so that positive is better (paper 000 "
-        f"Table 1). Δm (Maninis et al. 2019, datasets_and_conventions C10) of the row means against the reference "
+        f"against the reference row `{summary['reference']}`, signed so that positive is better (FAFE "
+        f"Table 1). Δm (Maninis et al. 2019; freqdense docs/conventions.md) of the row means against the reference "
         f"row's means, metrics per task: {used}. s/run: training wall time per run (evaluation included).",
     ]
     for note in notes:

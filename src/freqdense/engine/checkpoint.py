@@ -39,21 +39,33 @@ __all__ = [
     "load_weights",
     "load_model",
     "write_json_atomic",
+    "write_text_atomic",
     "json_safe",
 ]
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "meta.json", "train_state.pt"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same directory, fsync, then ``os.replace``."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary file in the same directory, fsync, then ``os.replace``: readers see the old file
+    or the whole new one, never a part."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(json_safe(data), f, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON (strict: NaN/inf become null) written with :func:`write_text_atomic`."""
+    write_text_atomic(
+        path, json.dumps(json_safe(data), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    )
 
 
 def json_safe(obj: Any) -> Any:
@@ -125,7 +137,10 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(state_dict, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+    # Serialised in memory and written with open() (save_file would create the file 0600): the weights get the
+    # permissions of every other run file (0666 less the umask).
+    with open(tmp / MODEL_FILE, "wb") as f:
+        f.write(safetensors.torch.save(state_dict, metadata={"format": "pt"}))
     with open(tmp / META_FILE, "w") as f:
         json.dump(json_safe({**meta, "step": step}), f, indent=2, default=_json_default, allow_nan=False)
     if train_state is not None:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..config.schema import OptimConfig, ScheduleConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
+__all__ = ["build_optimizer", "build_scheduler", "load_scheduler_state", "lr_factor"]
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -58,3 +58,15 @@ def lr_factor(step: int, cfg: ScheduleConfig) -> float:
 
 def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
+
+
+def load_scheduler_state(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Restore a scheduler's step from a checkpoint and set every group's lr to what *this* scheduler's schedule gives
+    there. The lr stored in the optimizer state belongs to the schedule the checkpoint was trained with; after
+    ``--resume-with-changes schedule.total_steps=...`` the first update must already follow the new schedule."""
+    scheduler.load_state_dict(state)
+    step = scheduler.last_epoch
+    lrs = [base * fn(step) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,23 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import ExperimentConfig, config_to_dict
-from ..errors import FreqdenseError
+from ..errors import ConfigError, FreqdenseError
 from ..models import create_model
 from ..tasks import build_task
-from .checkpoint import latest_checkpoint, load_train_state, load_weights, save_checkpoint, write_json_atomic
+from .checkpoint import (
+    latest_checkpoint,
+    load_train_state,
+    load_weights,
+    save_checkpoint,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .data import build_dataset, eval_loader, train_loader
 from .distributed import init_distributed, wrap_model
 from .evaluate import autocast_context, evaluate, show_progress, to_device
 from .logger import RunLogger
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, load_scheduler_state
+from .run_config import CONFIG_FILE, check_resume_config
 from .seed import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -76,34 +86,75 @@ def model_meta(cfg: ExperimentConfig, dataset: Any, model: torch.nn.Module, task
     }
 
 
-def _write_run_info(run_dir: Path, cfg: ExperimentConfig) -> None:
+def _write_run_info(
+    run_dir: Path, cfg: ExperimentConfig, *, step: int, resumed: bool, changes: dict[str, tuple[Any, Any]]
+) -> None:
+    """``config.yaml`` (what the run trains now) and ``run.json`` (provenance of every start, with the config changes
+    a resume applied and the step at which they took effect)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    write_json_atomic(
-        run_dir / "run.json",
-        {
-            "freqdense_version": __version__,
-            "git_revision": git_revision(),
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-            "argv": sys.argv,
-        },
-    )
+    start = {
+        "step": step,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "freqdense_version": __version__,
+        "git_revision": git_revision(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "argv": sys.argv,
+    }
+    if changes:
+        start["config_changes"] = {k: {"from": a, "to": b} for k, (a, b) in changes.items()}
+    info = _read_run_json(run_dir / "run.json") if resumed else {}
+    starts = [*info.get("starts", []), start]
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_json_atomic(run_dir / "run.json", {**start, "starts": starts})
 
 
-def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) -> dict[str, Any]:
+def _read_run_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return (run_dir / CONFIG_FILE).is_file() or (run_dir / "checkpoints").is_dir()
+
+
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True, allow_changes: bool = False
+) -> dict[str, Any]:
     """Train ``cfg`` in ``run_dir``; resumes from its latest checkpoint when there is one.
+
+    A run directory holds one experiment: resuming with a config that differs from the run's is refused before
+    anything is written (:mod:`freqdense.engine.run_config`); ``allow_changes=True`` (``--resume-with-changes``)
+    accepts the keys that may change safely (e.g. ``schedule.total_steps``) and records them in ``run.json``.
+    Nothing is written until the datasets, the model and the checkpoint have loaded.
+
+    Args:
+        resume: continue from the latest checkpoint. ``False`` refuses a directory that already holds a run.
+        allow_changes: accept changes of :data:`~freqdense.engine.run_config.RESUMABLE_KEYS` on resume.
 
     Returns the final metrics (also written to ``run_dir/metrics.json``).
     """
     run_dir = Path(run_dir)
+    if not resume and _holds_run(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds a run and --no-resume never overwrites one; train into a new --out, or delete "
+            "the directory to start over"
+        )
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    state = load_train_state(ckpt) if ckpt is not None else None
+    step = int(state["step"]) if state is not None else 0
+    changes = check_resume_config(run_dir, config_to_dict(cfg), checkpoint=ckpt, step=step, allow_changes=allow_changes)
+    if changes:
+        log.info("resuming at step %d with changed %s", step, ", ".join(f"{k}={b!r}" for k, (_, b) in changes.items()))
+
     device = resolve_device(cfg.train.device)
     info = init_distributed(device)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
-    if info.is_main:
-        _write_run_info(run_dir, cfg)
 
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, seed=cfg.train.seed)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
@@ -116,21 +167,22 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True) ->
     optimizer = build_optimizer(cfg.optim, model)
     scheduler = build_scheduler(cfg.schedule, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
-    logger = RunLogger(run_dir, enabled=info.is_main)
     meta = model_meta(cfg, train_set, model, task.keys)
 
-    step, best = 0, None
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        state = load_train_state(ckpt)
+    best = None
+    if state is not None:
         load_weights(model, ckpt)
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_scheduler_state(scheduler, state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        step, best = int(state["step"]), state.get("best")
-        logger.truncate(step)
+        best = state.get("best")
         log.info("resumed from %s at step %d", ckpt, step)
+    if info.is_main:
+        _write_run_info(run_dir, cfg, step=step, resumed=state is not None, changes=changes)
+    logger = RunLogger(run_dir, enabled=info.is_main)
+    if state is not None or (run_dir / "log.jsonl").exists():
+        logger.truncate(step)  # rows a killed run wrote after its last checkpoint (all of them before the first)
 
     pruner = _soft_filter_pruner(cfg, model)
     if pruner is not None and step == 0:
