@@ -128,3 +128,54 @@ def test_model_section_replaces_when_the_child_names_another_model(tmp_path):
     assert cfg.model.kwargs == {"backbone": "resnet18"}  # num_classes of the base did not leak in
     write(tmp_path / "same.yaml", {"base": "base.yaml", "model": {"num_classes": 4}})
     assert load_config(tmp_path / "same.yaml").model.kwargs == {"backbone": "resnet18", "num_classes": 4}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-3", 1e-3), ("1E5", 1e5), ("-2e-4", -2e-4), (".5", 0.5), ("-.5", -0.5), ("+1.0e3", 1e3), ("1.0e-3", 1e-3)],
+)
+def test_yaml12_floats_are_floats_in_overrides(text, value):
+    parsed = parse_overrides([f"optim.lr={text}"])["optim"]["lr"]
+    assert type(parsed) is float and parsed == value
+
+
+def test_exponent_lr_on_the_command_line_and_in_a_file(tmp_path):
+    assert load_config("synthetic/demo_multitask", ["optim.lr=1e-3"]).optim.lr == 1e-3
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "model: {name: multitask_baseline, backbone: resnet18, num_classes: 9}\n"
+        "optim:\n  name: adamw\n  lr: 1e-3\n  weight_decay: 5E-5\n"
+        "data: {dataset: synthetic}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.optim.lr == 1e-3 and cfg.optim.weight_decay == 5e-5
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-3abc", "1e-3abc"),
+        ("e5", "e5"),
+        ("1.2.3", "1.2.3"),
+        ("1e", "1e"),
+        ("1e+", "1e+"),
+        (".", "."),
+        ("1.5e3.2", "1.5e3.2"),
+        ("v1e3", "v1e3"),
+        ("3", 3),
+        ("-7", -7),
+        ("+12", 12),
+        ("0", 0),
+        ("true", True),
+        ("null", None),
+    ],
+)
+def test_yaml12_float_resolver_leaves_strings_ints_and_bools_alone(text, value):
+    parsed = parse_overrides([f"a.b={text}"])["a"]["b"]
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_non_number_lr_error_gives_no_obsolete_yaml_advice():
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected a number") as err:
+        load_config("synthetic/demo_multitask", ["optim.lr=1e-3x"])
+    assert "1.0e-3" not in str(err.value) and "\n" not in str(err.value)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+import pytest
 import torch
 
-from freqdense.cli.main import main
+from freqdense.cli.data_cmd import SUBCOMMANDS
+from freqdense.cli.main import build_parser, main
 from freqdense.data.verify import verify_dataset
 
 
@@ -69,3 +72,24 @@ def test_missing_dataset_directory_names_the_path_and_the_fix(tmp_path):
     with pytest.raises(DataError, match="freqdense data synth --out") as err:
         create_dataset("synthetic", split="train", root=str(missing))
     assert str(missing) in str(err.value)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def test_data_help_describes_every_subcommand_for_users(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    flat = " ".join(text.split())  # argparse wraps the descriptions
+    sub = _subparsers(_subparsers(build_parser()).choices["data"])
+    names = [name for name, _ in SUBCOMMANDS]
+    assert set(names) == set(sub.choices) and {"synth", "panel", "verify", "hha"} <= set(names)
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    for name in names:
+        assert helps[name] and " ".join(helps[name].split()) in flat, name  # its one-line description
+        assert f"freqdense data {name} " in text, f"no example for {name}"
+    # User help, not the developer note of the module docstring.
+    assert "SUBCOMMANDS" not in text and "_register_" not in text and "``" not in text

@@ -52,7 +52,7 @@ def test_resnet_parameter_count_equals_torchvision_without_fc(name: str, torchvi
     assert n_params(model) == torchvision_total - (fc_in * 1000 + 1000)
 
 
-# Spec multitask_spectral_deeplab.md §1.2: params (M) and conv MACs (G) of the reference at 480x640.
+# docs/reference_code.md#hrnet: params (M) and conv MACs (G) of the reference at 480x640.
 @pytest.mark.parametrize(
     ("name", "mparams", "gmacs", "channels"),
     [
@@ -394,3 +394,15 @@ def test_rgb_weights_adapt_to_other_input_channels(tmp_path, name, in_channels) 
             torch.testing.assert_close(F.conv2d(g, w_new), F.conv2d(g.expand(-1, 3, -1, -1), w_rgb))
         else:  # two stacked copies of an RGB image give the RGB response
             torch.testing.assert_close(F.conv2d(torch.cat([x, x], 1), w_new), F.conv2d(x, w_rgb))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "hrnet_w18_small"])
+def test_pretrained_true_is_refused_by_the_backbone_factories(name) -> None:
+    from freqdense.models import backbones
+
+    with pytest.raises(ConfigError, match=r"pretrained=True .*never downloads.*pretrained=PATH"):
+        getattr(backbones, name)(pretrained=True)  # the public factory function
+    with pytest.raises(ConfigError, match="never downloads"):
+        create_backbone(name, pretrained=True)
+    with pytest.raises(ConfigError, match=r"pretrained=1 \(int\)"):
+        load_pretrained(create_backbone("resnet18", base_width=4), 1)

@@ -85,7 +85,7 @@ def test_truncation_runs_the_whole_decoder_on_the_grid():
     with torch.no_grad():
         out = grid(image)["semantic"]
         ref = full(image)["semantic"]
-    assert proj == [(9, 9)] and seen == [(9, 9)]  # the 1x1 projection too (spec §3.4)
+    assert proj == [(9, 9)] and seen == [(9, 9)]  # the 1x1 projection too (docs/reference_code.md#feature-truncation)
     assert tuple(out.shape) == (1, 5, 65, 65)
     # truncating to the decoder's own size (17) is the identity: same weights, same logits
     same = truncate_decoder(_small().eval(), 17)
@@ -105,7 +105,8 @@ def test_truncated_logits_equal_the_decoder_on_subsampled_features():
 
 
 def test_parameter_counts_match_jfzhang95():
-    # spec §4.1: ASPP 15.535 M, decoder 1.309 M (K = 21); closed forms: conv weights + BN (2 per channel)
+    # docs/reference_code.md#deeplab-v3-of-jfzhang95: ASPP 15.535 M, decoder 1.309 M (K = 21); closed forms: conv
+    # weights + BN (2 per channel)
     aspp = ASPP(2048)
     assert sum(p.numel() for p in aspp.parameters()) == 2048 * 256 * 29 + 1280 * 256 + 6 * 2 * 256 == 15_535_104
     dec = DeepLabV3PlusDecoder(256, 21)
@@ -132,3 +133,8 @@ def test_freqfusion_decoder_keeps_shapes_and_gradients():
     assert tuple(out.shape) == (2, 5, 65, 63)
     out.square().mean().backward()
     assert all(p.grad is not None for p in model.decoder.fusion.parameters())
+
+
+def test_pretrained_true_names_the_local_file_fix():
+    with pytest.raises(ConfigError, match=r"pretrained=True .*never downloads.*pretrained=PATH.*torchvision"):
+        _small(pretrained=True)

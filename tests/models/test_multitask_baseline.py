@@ -32,7 +32,7 @@ def test_registry_names() -> None:
 
 
 def test_parameter_count_matches_reference(model) -> None:
-    # spec §1.2: 4.019 M for HRNet-W18-Small-v2 + semseg(40) + depth(1) HRNet heads
+    # docs/reference_code.md#hrnet: 4.019 M for HRNet-W18-Small-v2 + semseg(40) + depth(1) HRNet heads
     assert round(n_params(model) / 1e6, 3) == 4.019
     c = 18 + 36 + 72 + 144  # head: 1x1 conv C->C (bias), BN(C), 1x1 conv C->K (bias)
     head = lambda k: c * c + c + 2 * c + c * k + k  # noqa: E731
@@ -45,7 +45,7 @@ def test_macs_match_reference_at_nyud_size() -> None:
         net = create_model("multitask_baseline").eval()
         with FlopCounterMode(display=False) as counter:
             out = net(torch.empty(1, 3, 480, 640))
-    assert round(counter.get_total_flops() / 2e9, 1) == 12.8  # spec §1.2 (conv MACs)
+    assert round(counter.get_total_flops() / 2e9, 1) == 12.8  # docs/reference_code.md#hrnet (conv MACs)
     assert out["semantic"].shape == (1, 40, 480, 640) and out["depth"].shape == (1, 1, 480, 640)
 
 
@@ -215,3 +215,25 @@ def test_hrnet_head_upsamples_concatenates_and_projects() -> None:
     torch.testing.assert_close(out, ref)
     with pytest.raises(ShapeError, match=r"channels \(3, 5, 7\)"):
         head(feats[:2])
+
+
+def _takes_pretrained(name: str) -> bool:
+    import inspect
+
+    return "pretrained" in inspect.signature(MODELS.get(name)).parameters
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if _takes_pretrained(n)])
+def test_pretrained_true_is_refused_with_the_local_file_fix(name) -> None:
+    with pytest.raises(ConfigError, match=r"pretrained=True .*never downloads.*pretrained=PATH") as err:
+        create_model(name, pretrained=True)
+    assert "\n" not in str(err.value)
+
+
+def test_pretrained_bool_is_refused_for_the_baseline() -> None:
+    names = [n for n in list_models() if _takes_pretrained(n)]
+    assert {"multitask_baseline", "deeplabv3plus"} <= set(names) and len(names) >= 8
+    with pytest.raises(ConfigError, match="never downloads weights"):
+        create_model("multitask_baseline", pretrained=True, **SMALL)
+    with pytest.raises(ConfigError, match="leave pretrained out"):
+        create_model("multitask_baseline", pretrained=False, **SMALL)

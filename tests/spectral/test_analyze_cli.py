@@ -127,3 +127,25 @@ def test_labels_command_writes_json(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "labels.json").read_text())
     assert data["dataset"] == "toy" and data["table"][1]["label_energy_r"] == 0.0
     assert data["oracle"]["relative_discrepancy"][-1] == 0.0
+
+
+def test_analyze_help_lists_every_registered_analysis_with_its_description(capsys):
+    from freqdense.cli.main import build_parser, main
+
+    def subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    analyses = subparsers(subparsers(build_parser()).choices["analyze"])
+    helps = {choice.dest: choice.help for choice in analyses._choices_actions}
+    assert set(helps) == set(analyses.choices) and len(helps) >= 8
+    assert {"spectrum", "labels", "truncation", *analyze_cmd._EXTRA_ANALYSES} <= set(helps)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    flat = " ".join(text.split())
+    bare = "".join(text.split())  # argparse wraps the descriptions, also after hyphens ("Freq-" / "aware")
+    for name, help_text in helps.items():
+        assert help_text, f"analyze {name} has no one-line description"
+        assert f" {name} " in f" {flat} " and "".join(help_text.split()) in bare, name
+    assert "freqdense analyze spectrum " in text  # an example

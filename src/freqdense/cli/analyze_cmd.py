@@ -259,8 +259,29 @@ def compute_truncation(
 # argparse wiring
 
 
+_DESCRIPTION = """\
+Analyses of trained runs, datasets and models: frequency spectra of the loss and
+the labels, decoder truncation, FLOPs, feature similarity, photometric-loss
+fairness, R-vs-mIoU relation and RGB-D flow alignment. Run
+`freqdense analyze ANALYSIS --help` for the options and outputs of one analysis."""
+
+_EPILOG = """\
+examples:
+  freqdense analyze spectrum runs/demo --num 20 --out runs/demo/spectrum
+  freqdense analyze labels --dataset synthetic --num 50
+  freqdense analyze flops deeplabv3plus --size 513
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("analyze", help="spectral analyses: CE spectrum, label band limits, feature truncation")
+    parser = sub.add_parser(
+        "analyze",
+        help="analyses: CE/label spectra, decoder truncation, FLOPs, feature similarity, fairness, relation, "
+        "flow alignment",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     analyses = parser.add_subparsers(dest="analysis", metavar="ANALYSIS")
     for add in (_add_spectrum, _add_labels, _add_truncation):
         add(analyses)

@@ -111,7 +111,7 @@ def run_panel(args: argparse.Namespace) -> int:
 def _register_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
-        help="render synthetic scenes to disk",
+        help="render synthetic scenes (image, labels, depth, ...) to DIR/<split>/ as .npz files",
         description="Render synthetic samples (every modality) to DIR/<split>/: meta.json + <index:06d>.npz. "
         "Re-running resumes; see docs/data/synthetic.md for the format and the knobs.",
     )
@@ -127,7 +127,7 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
 def _register_panel(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "panel",
-        help="write the README sample panel (PNG)",
+        help="write a PNG grid of every modality of a few synthetic samples (the README panel)",
         description="Render a grid of every modality of a few samples.",
     )
     p.add_argument("--out", required=True, help="PNG path, e.g. docs/images/synthetic_panel.png")
@@ -142,7 +142,8 @@ def _register_panel(sub: argparse._SubParsersAction) -> None:
 def _register_verify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify",
-        help="validate every sample of a config's dataset and print label/depth statistics",
+        help="check every sample of a config's dataset (bad files, label ids, NaN depth); print label/depth "
+        "statistics as JSON, exit code 1 on a problem",
         description="Reads each sample of a split as training would (no augmentation), collects every problem "
         "(unreadable file, label id out of range, NaN/inf depth, shape mismatch) with the sample it comes from, "
         "and prints the label histogram, ignored fraction and depth range as JSON.",
@@ -175,7 +176,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def _register_hha(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hha",
-        help="compute and cache HHA encodings of a dataset's depth (docs/methods/fafnet_blocks.md)",
+        help="compute and cache HHA encodings of a config's depth as PNGs, for configs with hha: load",
         description="Writes OUT/<split>/<index:06d>.png (uint8 RGB = disparity, height, angle) for every sample "
         "of a config's dataset, plus OUT/<split>/meta.json (dataset, split, num and the sample ids in index order, "
         "which hha='load' checks); existing PNGs are kept, so re-running resumes. The dataset is read with "
@@ -297,8 +298,29 @@ SUBCOMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None]]] = [
 ]
 
 
+#: What ``freqdense data --help`` shows (the module docstring is the developer note).
+_DESCRIPTION = """\
+Dataset utilities: render synthetic scenes and a sample panel, check a dataset
+before training, cache HHA encodings of depth. Run
+`freqdense data DATA_COMMAND --help` for the options of one command."""
+
+_EPILOG = """\
+examples:
+  freqdense data synth --out data/synthetic --num 200 --split train
+  freqdense data panel --out panel.png --num 3
+  freqdense data verify synthetic/demo_multitask --split val --num 20
+  freqdense data hha nyuv2/fafnet_r101_hha data.args.root=data/nyuv2 --out data/nyuv2_hha
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="dataset utilities (synthetic scenes, panels)", description=__doc__)
+    parser = subparsers.add_parser(
+        "data",
+        help="dataset utilities: render synthetic scenes, sample panels, verify a dataset, cache HHA encodings",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     for _, register_one in SUBCOMMANDS:
         register_one(sub)

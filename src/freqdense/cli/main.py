@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from .. import __version__
 from ..errors import FreqdenseError
 
 log = logging.getLogger("freqdense")
@@ -34,6 +35,7 @@ _COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="freqdense", description="Frequency-aware dense prediction.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"freqdense {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:

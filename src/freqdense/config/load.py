@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from importlib import resources
@@ -22,9 +23,29 @@ __all__ = [
     "list_shipped_configs",
     "resolve_config_path",
     "parse_overrides",
+    "ConfigLoader",
+    "yaml_load",
 ]
 
 _SHIPPED_PACKAGE = "freqdense.configs"
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats: ``1e-3``, ``1E5``, ``-2e-4``, ``-.5``, ``+1.0e3``.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so ``lr: 1e-3`` would be the string
+    ``'1e-3'``. Plain scalars that are not exactly such a number (``1e-3abc``, ``e5``, ``1.2.3``) stay strings and
+    integers stay integers (the int resolver runs first; this pattern needs a dot or an exponent).
+    """
+
+
+_YAML12_FLOAT = re.compile(r"""^[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$""")
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (safe: plain data only)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (ConfigLoader is a SafeLoader)
 
 
 def list_shipped_configs() -> list[str]:
@@ -54,7 +75,7 @@ def resolve_config_path(name: str | Path, *, relative_to: Path | None = None) ->
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from err
     if data is None:
@@ -86,7 +107,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if not all(parts):
             raise ConfigError(f"override {item!r}: empty key component")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: cannot parse value: {err}") from err
         node = nested
@@ -180,7 +201,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r} (write 1.0e-3, not 1e-3, in YAML)")
+            raise ConfigError(f"{where}: expected a number (e.g. 0.001 or 1e-3), got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, ConfigError
 
 __all__ = ["CLASSIFIER_PREFIXES", "PretrainedReport", "adapt_input_conv", "load_pretrained", "read_state_dict"]
 
@@ -40,12 +40,34 @@ class PretrainedReport(NamedTuple):
     adapted: tuple[str, ...]  #: keys whose input channels were adapted (``in_channels != 3``)
 
 
+def _check_weights_path(path: Any) -> None:
+    """``pretrained`` must be a path: ``pretrained=True`` (torchvision/timm style) would mean a download."""
+    if isinstance(path, (str, os.PathLike)) and str(path):
+        return
+    if isinstance(path, bool):
+        got = f"pretrained={path}"
+        fix = (
+            "pass pretrained=PATH to a local torchvision (ResNet) or official HRNet-Image-Classification "
+            "checkpoint file (.pth/.safetensors)"
+            if path
+            else "leave pretrained out (None) for random initialisation"
+        )
+    else:
+        got = f"pretrained={path!r} ({type(path).__name__})"
+        fix = "pass pretrained=PATH to a local .pth/.safetensors file, or None for random initialisation"
+    raise ConfigError(
+        f"{got} is not a weights file path: freqdense never downloads weights, it loads them from a local file; {fix}"
+    )
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a flat ``{key: tensor}`` dict from a local checkpoint file, unwrapping common containers.
 
     Raises:
+        ConfigError: ``path`` is not a path (e.g. ``pretrained=True``: weights are never downloaded).
         CheckpointError: the file is missing, unreadable, corrupt or holds no tensor dict.
     """
+    _check_weights_path(path)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -119,6 +141,7 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike[str]) -> Pretra
         A :class:`PretrainedReport`.
 
     Raises:
+        ConfigError: ``path`` is not a path (e.g. ``pretrained=True``: weights are never downloaded).
         CheckpointError: unreadable file, or missing/unexpected keys or shape mismatches (all are named).
     """
     state = read_state_dict(path)
