@@ -1,6 +1,6 @@
 """Parameters, FLOPs and CPU latency of PAD-Net / MTI-Net with the FAFE ladder, and the DCT share of FAFE's overhead.
 
-Paper 000 (FAFE), issue 5 "Speed": each model (hrnet_w18_small, 40 classes + depth, batch 1) as baseline, +PI,
+FAFE, issue 5 "Speed": each model (hrnet_w18_small, 40 classes + depth, batch 1) as baseline, +PI,
 +PI+FD, +FAFE and +conv side by side, with ratios to the baseline measured in the same run. FLOPs are
 ``torch.utils.flop_counter`` counts on the meta device (2 x multiply-adds of convolutions and matrix products: the
 DCT/IDCT, done as matmuls, and PI's attention products are counted; norms, activations, pooling and interpolation

@@ -1,4 +1,4 @@
-"""Parameters, FLOPs and CPU latency of FAFNet (paper 003) and its ablation rows against the two-stream baseline.
+"""Parameters, FLOPs and CPU latency of FAFNet and its ablation rows against the two-stream baseline.
 
 Run: ``python -m benchmarks.bench_fafnet [--backbone resnet101] [--size 480 640] [--rows all_fams official]
 [--repeats 3] [--threads N] [--no-latency]``.

@@ -1,4 +1,4 @@
-"""Decoder cost of FreqFusion-FPN against bilinear-FPN at a 256x512 input on CPU (paper 002).
+"""Decoder cost of FreqFusion-FPN against bilinear-FPN at a 256x512 input on CPU.
 
 Run: ``python -m benchmarks.bench_freqfusion_fpn [--channels 256] [--repeats 15]``. The FPN decoders get random
 ResNet-50 features of a 256x512 image (strides 4..32: 64x128 ... 8x16, channels 256..2048) and run alternately

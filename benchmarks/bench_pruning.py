@@ -1,5 +1,6 @@
-"""Paper 004 Table 2 rows: DeepLab v3+ R101 with feature truncation (decoder grid 129/65/33) and soft filter pruning
-(encoder 20/40/60 %, decoder 20 %, filters physically removed): FLOPs, CPU latency and FLOPs per IoU.
+"""Table 2 rows of the spectral-analysis paper: DeepLab v3+ R101 with feature truncation (decoder grid 129/65/33) and
+soft filter pruning (encoder 20/40/60 %, decoder 20 %, filters physically removed): FLOPs, CPU latency and FLOPs per
+IoU.
 
 Random weights (latency and FLOPs do not depend on them); the SFP mask is the L2-norm rule of
 freqdense.pruning.SoftFilterPruner. FLOPs = 2 x multiply-adds (torch.utils.flop_counter), the paper's unit.
@@ -23,7 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from freqdense.models import create_model
 from freqdense.pruning import SoftFilterPruner, encoder_decoder_scopes, remove_pruned_filters
 
-#: paper 004 Table 2 mIoU (%) per (encoder rate, grid) and dataset; paper FLOPs (G) in the last entry.
+#: Table 2 of the spectral-analysis paper: mIoU (%) per (encoder rate, grid) and dataset; paper FLOPs (G) in the last
+#: entry.
 PAPER = {
     (0.0, 129): (78.6, 53.9, 67.8, 139),
     (0.0, 65): (78.1, 53.6, 62.7, 107),

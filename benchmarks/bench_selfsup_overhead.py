@@ -1,4 +1,4 @@
-"""Overhead of Auto-Blur + Ambiguity-Masking on the self-supervised depth loss (paper 001 claims <= 10 %).
+"""Overhead of Auto-Blur + Ambiguity-Masking on the self-supervised depth loss (Freq-aware depth claims <= 10 %).
 
 Times the loss side of one training step (forward + backward into the disparities): B images, 4 scales whose
 disparities are upsampled to full resolution, 2 source frames + identity auto-masking, photometric + smoothness

@@ -1,7 +1,7 @@
 """Full self-supervised training step (networks + loss + backward): Monodepth2 base vs +Auto-Blur +Ambiguity-Masking.
 
 Same model, same synthetic batch, same run, interleaved repeats (median). Inference is the same network in both
-cases (the methods only touch the loss), so its time is printed once. Paper 001 claims at most 10 % extra
+cases (the methods only touch the loss), so its time is printed once. Freq-aware depth claims at most 10 % extra
 training time and +0 ms at inference.
 
     python -m benchmarks.bench_selfsup_step [--batch 8 --height 96 --width 128 --mode M --repeats 5]

@@ -1,8 +1,8 @@
 """Training throughput (images/s) of the multi-task baseline on CPU at 96x128 and 192x256.
 
 Baseline in the same run: a bare ResNet-18 segmentation step (1x1 classifier at stride 32, bilinear upsampling:
-the reference setting of shared/specs/environment.md §5), so the ratio shows what the two HRNet-style heads cost.
-Also measures a full step through the engine's data path (synthetic scenes from the on-disk cache, joint
+the reference setting of docs/reference_code.md#cpu-reference-throughput), so the ratio shows what the two HRNet-style
+heads cost. Also measures a full step through the engine's data path (synthetic scenes from the on-disk cache, joint
 transforms, collation) to show the loader overhead.
 
 Run: ``python -m benchmarks.bench_train_throughput [--steps 8] [--batch 8]``.

@@ -1,4 +1,4 @@
-"""Bilinear-FPN vs FreqFusion-FPN on the synthetic scenes (paper 002): joint segmentation + depth, several seeds.
+"""Bilinear-FPN vs FreqFusion-FPN on the synthetic scenes: joint segmentation + depth, several seeds.
 
 Run (full setting, 2 x 3 runs of 300 steps; estimated 30-60 min on a free 2-core CPU, not measured: the demo
 baseline takes ~3 min per 300 steps and FreqFusion makes the decoder 2.5-3x slower; minutes on a GPU):

@@ -1,4 +1,5 @@
-"""Paper 004 on the synthetic scenes: block-wise annotation, feature truncation and the R(nu_max) relation (Fig. 6).
+"""The spectral-analysis paper (AAAI 2020) on the synthetic scenes: block-wise annotation, feature truncation and
+the R(nu_max) relation (Fig. 6).
 
 Run (full setting; NOT run in this repository so far, estimate in docs/results/spectral_synthetic.md):
 
@@ -126,7 +127,9 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="block-wise annotation, feature truncation and R(nu_max) (paper 004)")
+    p = argparse.ArgumentParser(
+        description="block-wise annotation, feature truncation and R(nu_max) (the spectral-analysis paper)"
+    )
     p.add_argument("--config", default=CONFIG, help=f"segmentation config (default {CONFIG})")
     p.add_argument("--out", type=Path, default=Path("runs/spectral_synthetic"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -199,7 +202,8 @@ def write_report(args, points, correlations, pixel_error, command, overrides, sm
     )
     errors = ", ".join(f"ν={nu}: {e:.3f}" for nu, e in sorted(pixel_error.items()))
     lines = [
-        "# Block-wise annotation, feature truncation and R(ν_max) on synthetic scenes (paper 004, Fig. 6)",
+        "# Block-wise annotation, feature truncation and R(ν_max) on synthetic scenes "
+        "(Fig. 6 of the spectral-analysis paper)",
         "",
         f"Reproduce: `{command}`",
         "",

@@ -1,4 +1,5 @@
-"""Fig. 6 relation of paper 004: rank correlation and the aggregation/table code on fake run results."""
+"""Fig. 6 relation of the spectral-analysis paper: rank correlation and the aggregation/table code on fake run
+results."""
 
 from __future__ import annotations
 

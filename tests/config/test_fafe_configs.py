@@ -1,4 +1,4 @@
-"""The shipped paper-000 (FAFE) configs: NYUD-v2 Tables 1/3/4/5, Cityscapes Table 2, the synthetic Table 1 ladder.
+"""The shipped FAFE configs: NYUD-v2 Tables 1/3/4/5, Cityscapes Table 2, the synthetic Table 1 ladder.
 
 Every config loads, builds its task, transforms and model (on the meta device: no memory, no compute, so HRNet-W48
 costs nothing) and runs a meta forward at its training resolution; the ladders differ from their baseline only in

@@ -78,7 +78,7 @@ def test_full_configs_follow_the_paper(name, dataset, model, classes):
     assert cfg.model.kwargs["backbone"] == "resnet101" and cfg.model.kwargs["output_stride"] == 16
     assert cfg.data.dataset == dataset and cfg.data.args["hha"] in ("load", "compute")
     assert cfg.data.train_split == "train" and cfg.data.val_split == "test"
-    # paper 003 §4.1-4.2: 464 (NYU) / 448 (SUN) inputs, batch 8, lr 0.005, 40k iterations, multi-scale inference
+    # FAFNet §4.1-4.2: 464 (NYU) / 448 (SUN) inputs, batch 8, lr 0.005, 40k iterations, multi-scale inference
     crop = 464 if dataset == "nyuv2" else 448
     assert cfg.data.train_transforms["crop"] == [crop, crop] and cfg.data.batch_size == 8
     assert cfg.optim.lr == pytest.approx(0.005) and cfg.schedule.total_steps == 40000

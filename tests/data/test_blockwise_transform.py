@@ -1,4 +1,5 @@
-"""BlockwiseLabels: training on block-wise annotation (paper 004 Sec. 3.3) through the joint transforms."""
+"""BlockwiseLabels: training on block-wise annotation (the spectral-analysis paper's Sec. 3.3) through the joint
+transforms."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_seven_class_labels_and_metric_depth(odd_root):
     expected = np.vectorize(HAND_CATEGORY.__getitem__)(raw)
     assert s["semantic"].dtype == torch.int64 and s["semantic"].shape == (13, 21)
     assert torch.equal(s["semantic"], torch.from_numpy(expected.astype(np.int64)))
-    # The spec's fixture values {0, 7, 26, 33} by hand: void, flat, vehicle, vehicle.
+    # The fixture's label ids {0, 7, 26, 33} by hand: void, flat, vehicle, vehicle.
     for label_id, category in ((0, 255), (7, 0), (26, 6), (33, 6)):
         assert set(s["semantic"][torch.from_numpy(raw == label_id)].tolist()) == {category}
 

@@ -1,4 +1,5 @@
-"""NYUD_MT (Multi-Task-Learning-PyTorch layout) on a tiny tree in the exact on-disk formats (spec A1)."""
+"""NYUD_MT (Multi-Task-Learning-PyTorch layout) on a tiny tree in the exact on-disk formats
+(docs/conventions.md#nyud-v2-multi-task-learning-pytorch-layout)."""
 
 from __future__ import annotations
 

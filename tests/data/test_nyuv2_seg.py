@@ -1,5 +1,6 @@
 """NYUv2 segmentation: the official labelled .mat (HDF5) + splits/classMapping .mat files, and the SA-Gate and
-ESANet folder layouts, all written here in their on-disk formats from the same frames (spec A2)."""
+ESANet folder layouts, all written here in their on-disk formats from the same frames
+(docs/conventions.md#nyuv2-official-labeled-file)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def test_train_resume_eval_predict_export(tmp_path, write_config, monkeypatch, c
     assert np.load(tmp_path / "pred" / "im1_depth.npy").shape[-2:] == (40, 56)
     assert (tmp_path / "pred" / "im1_depth.png").is_file()
 
-    # analyze: the CE spectrum of the trained model sums to its cross-entropy (paper 004 Eq. 10)
+    # analyze: the CE spectrum of the trained model sums to its cross-entropy (the spectral-analysis paper's Eq. 10)
     out = tmp_path / "spectrum"
     assert main(["analyze", "spectrum", str(run_a), "--num", "3", "--out", str(out)]) == 0
     written = sorted(p.name for p in out.iterdir())

@@ -1,4 +1,4 @@
-"""FAFE wired into PAD-Net (2/3-predict) and MTI-Net (paper 000 §3.1, Tables 1, 3, 4): placement, parameter
+"""FAFE wired into PAD-Net (2/3-predict) and MTI-Net (FAFE §3.1, Tables 1, 3, 4): placement, parameter
 counts by formula, +conv parity, ladder shapes, gradients, other resolutions, option errors."""
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def meta_model(name: str, fafe) -> nn.Module:
 @pytest.mark.parametrize("name", list(PLACEMENTS))
 def test_parameter_counts_of_the_ladder_follow_the_formulas(name: str) -> None:
     base = meta_model(name, None)
-    assert n_params(base) == BASELINE[name]  # 7.019 M / 8.578 M (spec §1.2) unchanged with fafe: null
+    # 7.019 M / 8.578 M (docs/reference_code.md#hrnet) unchanged with fafe: null
+    assert n_params(base) == BASELINE[name]
     assert not any("fafe" in k for k in base.state_dict())
     pi_only = meta_model(name, ROWS["+PI"])
     assert n_params(pi_only) - n_params(base) == sum(pi_params(c) for c, _ in PLACEMENTS[name])

@@ -1,4 +1,5 @@
-"""Paper 004 Table 2 FLOPs column (DeepLab v3+ feature truncation) and closed-form conv counts (meta device)."""
+"""Table 2 FLOPs column of the spectral-analysis paper (DeepLab v3+ feature truncation) and closed-form conv counts
+(meta device)."""
 
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def test_standard_os16_resnet101_matches_the_spec_measurement():
     parts = {r.part: r for r in count_model_flops("deeplabv3plus", 513, num_classes=21)}
     enc = 2 * (resnet_conv_macs(513, (3, 4, 23, 3), (1, 2, 2, 1)) + aspp_macs(33))
     assert parts["encoder"].flops == enc
-    assert abs(enc / 1e9 - 142.1) < 0.1  # spec §4.3, measured on jfzhang95's modules
-    assert parts["decoder"].params == 1_309_045  # spec §4.1 (K = 21)
+    assert abs(enc / 1e9 - 142.1) < 0.1  # docs/reference_code.md#flops-accounting-that-reproduces-the-paper
+    assert parts["decoder"].params == 1_309_045  # docs/reference_code.md#deeplab-v3-of-jfzhang95 (K = 21)
     assert "backbone.fc (unused)" not in parts
     assert parts["total"].flops == parts["encoder"].flops + parts["decoder"].flops
 

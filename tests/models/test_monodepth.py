@@ -33,7 +33,8 @@ def test_output_shapes_and_keys():
 
 
 def test_depth_decoder_parameter_count_matches_monodepth2():
-    # 3,152,724 parameters for ResNet-18 encoder channels (spec §2.2, counted on the reference DepthDecoder).
+    # 3,152,724 parameters for ResNet-18 encoder channels (docs/reference_code.md#monodepth2-networks, counted on the
+    # reference DepthDecoder).
     assert sum(p.numel() for p in DepthDecoder([64, 64, 128, 256, 512]).parameters()) == 3_152_724
 
 
@@ -82,7 +83,8 @@ def test_every_parameter_gets_a_gradient():
 
 # ------------------------------------------------------------------------------------------ released checkpoints
 def reference_layout_keys(model):
-    """Key sets of Monodepth2's files, written from the spec (§2.2), independent of monodepth2_state_dicts."""
+    """Key sets of Monodepth2's files, written from docs/reference_code.md#monodepth2-networks, independent of
+    monodepth2_state_dicts."""
     depth = {f"decoder.{i}.conv.conv.{p}" for i in range(10) for p in ("weight", "bias")}
     depth |= {f"decoder.{i}.conv.{p}" for i in range(10, 14) for p in ("weight", "bias")}
     pose = {f"net.{i}.{p}" for i in range(4) for p in ("weight", "bias")}

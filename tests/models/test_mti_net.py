@@ -1,4 +1,5 @@
-"""MTI-Net: parity with Multi-Task-Learning-PyTorch (spec §1.2-1.3, 1.9), FPM grouping, deep supervision, training."""
+"""MTI-Net: parity with Multi-Task-Learning-PyTorch (docs/reference_code.md#hrnet, #mti-net,
+#state-dict-names), FPM grouping, deep supervision, training."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def model() -> MTINet:
     ("backbone", "millions"), [("hrnet_w18_small", 8.578), ("hrnet_w18", 14.280), ("hrnet_w48", 98.73)]
 )
 def test_parameter_count_matches_reference(backbone: str, millions: float) -> None:
-    with torch.device("meta"):  # spec §1.2 table, 2 tasks (40 classes + depth)
+    with torch.device("meta"):  # docs/reference_code.md#hrnet table, 2 tasks (40 classes + depth)
         net = create_model("mti_net", backbone=backbone, num_classes=40)
     digits = 3 if millions < 90 else 2
     assert round(n_params(net) / 1e6, digits) == millions
@@ -43,12 +44,12 @@ def test_macs_match_reference_at_nyud_size() -> None:
         net = create_model("mti_net", num_classes=40).eval()
         with FlopCounterMode(display=False) as counter:
             out = net(torch.empty(1, 3, 480, 640))
-    assert round(counter.get_total_flops() / 2e9, 1) == 17.1  # spec §1.2 (conv + linear MACs)
+    assert round(counter.get_total_flops() / 2e9, 1) == 17.1  # docs/reference_code.md#hrnet (conv + linear MACs)
     assert out["semantic:scale_3"].shape == (1, 40, 15, 20)
 
 
 def test_state_dict_keys_follow_the_reference(model) -> None:
-    keys = set(model.state_dict())  # spec §1.9 names with the task renamed semseg -> semantic
+    keys = set(model.state_dict())  # docs/reference_code.md#state-dict-names, semseg renamed semantic
     for k in (
         "backbone.stage4.1.fuse_layers.0.1.0.weight",
         "scale_0.refinement.semantic.0.conv1.weight",

@@ -1,4 +1,5 @@
-"""PAD-Net ("2-predict") and the "3-predict" variant: parity with Multi-Task-Learning-PyTorch (spec §1.2, 1.4, 1.9),
+"""PAD-Net ("2-predict") and the "3-predict" variant: parity with Multi-Task-Learning-PyTorch
+(docs/reference_code.md#hrnet, #pad-net, #state-dict-names),
 distillation against a hand-written formula, deep supervision and a training step."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def model() -> PADNet:
     ("backbone", "millions"), [("hrnet_w18_small", 7.019), ("hrnet_w18", 12.721), ("hrnet_w48", 69.22)]
 )
 def test_parameter_count_matches_reference(backbone: str, millions: float) -> None:
-    with torch.device("meta"):  # spec §1.2 table, 2 tasks (40 classes + depth)
+    with torch.device("meta"):  # docs/reference_code.md#hrnet table, 2 tasks (40 classes + depth)
         net = create_model("pad_net", backbone=backbone, num_classes=40)
     assert round(n_params(net) / 1e6, 3 if millions < 60 else 2) == millions
     assert {"pad_net", "pad_net_3predict"} <= set(list_models())
@@ -48,7 +49,7 @@ def test_three_predict_adds_one_prediction_and_one_distillation_stage() -> None:
 
 
 def test_state_dict_keys_follow_the_reference(model) -> None:
-    keys = set(model.state_dict())  # spec §1.9 names with semseg -> semantic
+    keys = set(model.state_dict())  # docs/reference_code.md#state-dict-names, semseg -> semantic
     for k in (
         "backbone.0.stage4.1.fuse_layers.0.1.0.weight",
         "backbone.1.last_layer.0.weight",

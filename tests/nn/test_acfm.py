@@ -1,4 +1,4 @@
-"""AttentionCrossFusion (paper 003 Eq. 4-9) against a hand-written reference."""
+"""AttentionCrossFusion (FAFNet Eq. 4-9) against a hand-written reference."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def test_zeroed_attention_gives_pure_cross_addition():
 
 
 def test_fafnet_keys_and_param_count():
-    # spec §3: RGBDAlignModule(256) has 43,552 params: the two FSP MLPs, 2 * (512*16 + 16 + 16*256 + 256) = 25,120,
-    # plus the two bias-free 3x3 flow convs (2C -> 2), 2 * 9,216 = 18,432.
+    # docs/reference_code.md#fafnet-official-code: RGBDAlignModule(256) has 43,552 params: the two FSP MLPs,
+    # 2 * (512*16 + 16 + 16*256 + 256) = 25,120, plus the two bias-free 3x3 flow convs (2C -> 2), 2 * 9,216 = 18,432.
     acfm = AttentionCrossFusion(256)
     assert sum(p.numel() for p in acfm.parameters()) + 2 * 2 * 512 * 9 == 43_552
     official = {

@@ -1,4 +1,4 @@
-"""FAFE block and its "+conv" control (paper 000 §3.2, Tables 1 and 4): options, ladder shapes, parameter formulas,
+"""FAFE block and its "+conv" control (FAFE §3.2, Tables 1 and 4): options, ladder shapes, parameter formulas,
 parity, wiring against hand computations, gradients, other resolutions."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FlowAlignment / flow_warp: SFNet semantics (spec freqfusion_fam_rgbd.md §2.2, §5.6) and the FAFNet variant."""
+"""FlowAlignment / flow_warp: SFNet semantics (docs/reference_code.md#fam-forward) and the FAFNet variant."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_sfnet_state_dict_loads_strictly_and_param_count():
     }
     fam = FlowAlignment(256, 128)
     fam.load_state_dict(sd, strict=True)
-    assert sum(p.numel() for p in fam.parameters()) == 70_144  # spec §2.1 [verified]
+    assert sum(p.numel() for p in fam.parameters()) == 70_144  # docs/reference_code.md#fam-layers
     assert set(fam.state_dict()) == set(sd)
 
 

@@ -12,7 +12,7 @@ from freqdense.errors import ConfigError, ShapeError
 from freqdense.nn import FreqFusion, FreqFusionOutput, LocalSimGuidedSampler
 from freqdense.ops import carafe_unfold, hamming2d
 
-# Spec §1.8 (a), hr = lr = 256, Cc = 64, defaults, in state-dict order.
+# docs/reference_code.md#freqfusion-state-dicts (a), hr = lr = 256, Cc = 64, defaults, in state-dict order.
 KEYS_DEFAULT = {
     "hamming_lowpass": (1, 1, 5, 5),
     "hamming_highpass": (1, 1, 3, 3),
@@ -25,7 +25,8 @@ KEYS_DEFAULT = {
     "content_encoder2.weight": (9, 64, 3, 3),
     "content_encoder2.bias": (9,),
 }
-# Spec §1.8 (b): feature_resample=True, G=4, 'sim_concat'; inserted between content_encoder and content_encoder2.
+# docs/reference_code.md#freqfusion-state-dicts (b): feature_resample=True, G=4, 'sim_concat'; inserted between
+# content_encoder and content_encoder2.
 DYSAMPLER_SIM_CONCAT = {
     "dysampler.init_pos": (1, 32, 1, 1),
     "dysampler.offset.weight": (32, 72, 3, 3),
@@ -62,7 +63,7 @@ def _spec_tables():
             "dysampler.hr_direct_scale.weight": (8, 64, 3, 3),
         }
     )
-    return [  # (constructor kwargs, expected table, parameter count from spec §1.8)
+    return [  # (constructor kwargs, expected table, parameter count from the reference tables)
         ({}, KEYS_DEFAULT, 52_514),
         ({"hamming_window": False}, {**KEYS_DEFAULT, "hamming_lowpass": (1,), "hamming_highpass": (1,)}, 52_514),
         ({"feature_resample": True}, _with_dysampler(DYSAMPLER_SIM_CONCAT), 104_690),
@@ -82,7 +83,7 @@ def test_state_dict_matches_official_keys_and_loads_strict(kwargs, table, n_para
     assert list(sd) == list(table)  # same keys, official order
     assert {k: tuple(v.shape) for k, v in sd.items()} == table
     assert sum(p.numel() for p in ff.parameters()) == n_params
-    # An "official" state dict built from the spec's table loads with strict=True and its values land.
+    # An "official" state dict built from the reference table loads with strict=True and its values land.
     gen = torch.Generator().manual_seed(0)
     official = {k: torch.randn(shape, generator=gen) for k, shape in table.items()}
     ff.load_state_dict(official, strict=True)
@@ -91,7 +92,7 @@ def test_state_dict_matches_official_keys_and_loads_strict(kwargs, table, n_para
 
 
 def test_segnext_head_parameter_counts():
-    # Spec §1.8 (d): SegNeXt-T head stages ('sim', G=4, GroupNorm on).
+    # docs/reference_code.md#freqfusion-state-dicts (d): SegNeXt-T head stages ('sim', G=4, GroupNorm on).
     stage1 = FreqFusion(160, 256, compressed_channels=104, feature_resample=True, direction_feat="sim")
     stage2 = FreqFusion(64, 416, compressed_channels=120, feature_resample=True, direction_feat="sim")
     assert sum(p.numel() for p in stage1.parameters()) == 116_146
@@ -103,7 +104,8 @@ def test_buffers_and_initialisation_follow_spec():
     torch.testing.assert_close(ff.hamming_highpass[0, 0, 1], torch.tensor([0.08, 1.0, 0.08]))
     torch.testing.assert_close(ff.hamming_lowpass[0, 0, 2], torch.tensor([0.08, 0.54, 1.0, 0.54, 0.08]))
     assert ff.content_encoder.weight.std() < 0.002 and ff.content_encoder2.weight.std() < 0.002
-    # The xavier pass overwrites the sampler's own zero init of direct_scale (spec §1.3).
+    # The xavier pass overwrites the sampler's own zero init of direct_scale
+    # (docs/reference_code.md#freqfusion-initialisation).
     w = ff.dysampler.direct_scale.weight
     bound = (6 / (w.shape[1] * 9 + w.shape[0] * 9)) ** 0.5
     assert 0.5 * bound < w.abs().max() <= bound
@@ -115,7 +117,8 @@ def test_buffers_and_initialisation_follow_spec():
 
 
 def _official_forward(ff: FreqFusion, hr: torch.Tensor, lr: torch.Tensor):
-    """Literal transcription of spec §1.5 (default path), with the unfold CARAFE and an explicit normaliser."""
+    """Literal transcription of docs/reference_code.md#freqfusion-forward-default-path, with the unfold CARAFE and an
+    explicit normaliser."""
 
     def norm(logits, k, window):
         b, _, h, w = logits.shape

@@ -1,4 +1,5 @@
-"""FAFE Pre-Interaction (nn/pre_interaction.py): CSTrack CCN semantics (spec §2.2) and the dual-input reading (§2.3)."""
+"""FAFE Pre-Interaction (nn/pre_interaction.py): CSTrack CCN semantics and the dual-input reading
+(docs/reference_code.md#cstrack-ccn, #fafe-pre-interaction)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from freqdense.nn.pre_interaction import DualPreInteraction, PreInteraction, Pre
 
 
 def _hand_ccn(x: torch.Tensor, sd: dict[str, torch.Tensor], grid=(6, 10), slope=0.3) -> tuple[torch.Tensor, ...]:
-    """Steps 1-5 of spec §2.2 written out with elementary ops (float64), independent of the module."""
+    """Steps 1-5 of docs/reference_code.md#cstrack-ccn written out with elementary ops (float64), independent of the
+    module."""
     b, c, h, w = x.shape
     gh, gw = grid
     # 1. adaptive average pool; with H, W divisible by the grid it is a plain block mean

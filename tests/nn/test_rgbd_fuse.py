@@ -1,4 +1,4 @@
-"""RGBDFuse (paper 003 Eq. 1-13), flow_to_pixels / pixels_to_flow, and the official RGBDAlignModule conversion."""
+"""RGBDFuse (FAFNet Eq. 1-13), flow_to_pixels / pixels_to_flow, and the official RGBDAlignModule conversion."""
 
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ def test_flow_to_pixels_closed_form_and_inverse():
 
 
 def _official_forward(sd, rgb, hha):
-    """The official RGBDAlignModule forward as described in spec freqfusion_fam_rgbd.md §3, written from scratch."""
+    """The official RGBDAlignModule forward as described in docs/reference_code.md#fafnet-official-code, written from
+    scratch."""
 
     def attention(prefix, pooled):
         hidden = torch.relu(pooled @ sd[f"{prefix}.fc.0.weight"].T + sd[f"{prefix}.fc.0.bias"])

@@ -1,4 +1,4 @@
-"""SA-Gate (spec freqfusion_fam_rgbd.md §4): a hand-computed tiny case, shapes, gradients, errors."""
+"""SA-Gate (docs/reference_code.md#sa-gate): a hand-computed tiny case, shapes, gradients, errors."""
 
 from __future__ import annotations
 

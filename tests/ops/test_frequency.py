@@ -18,7 +18,7 @@ from freqdense.ops.frequency import (
 
 
 def _loop_forward_magnitude(img: torch.Tensor) -> torch.Tensor:
-    """specs/selfsup_depth.md §1.3 step 2, written pixel by pixel."""
+    """Step 2 of docs/reference_code.md#auto-blur, written pixel by pixel."""
     b, c, h, w = img.shape
     out = torch.zeros(b, 1, h, w, dtype=img.dtype)
     for n in range(b):
@@ -80,7 +80,7 @@ def test_gaussian_kernel_closed_form_and_normalisation():
     raw = [math.exp(-0.5 * ((i - 5) / 5.0) ** 2) for i in range(11)]
     torch.testing.assert_close(k, torch.tensor([r / sum(raw) for r in raw], dtype=torch.float64))
     assert k.sum().item() == pytest.approx(1.0, abs=1e-15)
-    # Spec §1.3: nearly a box, about 0.067 at the edges and 0.110 at the centre.
+    # docs/reference_code.md#auto-blur: nearly a box, about 0.067 at the edges and 0.110 at the centre.
     assert 0.06 < k[0].item() < 0.07 and 0.105 < k[5].item() < 0.115
     k2 = gaussian_kernel2d((3, 7), (1.0, 2.0), dtype=torch.float64)
     assert k2.shape == (3, 7) and k2.sum().item() == pytest.approx(1.0)

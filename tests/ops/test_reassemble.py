@@ -101,7 +101,7 @@ def test_hamming2d_matches_numpy():
     for k in (1, 3, 5, 7):
         expected = torch.from_numpy(np.outer(np.hamming(k), np.hamming(k)))
         torch.testing.assert_close(hamming2d(k, dtype=torch.float64), expected, rtol=0, atol=1e-15)
-    # np.hamming(3) = [0.08, 1, 0.08] (spec §1.2)
+    # np.hamming(3) = [0.08, 1, 0.08] (docs/reference_code.md#freqfusion-constructor)
     torch.testing.assert_close(hamming2d(3)[0], torch.tensor([0.0064, 0.08, 0.0064]))
 
 

@@ -1,4 +1,5 @@
-"""Paper 004 Table 2, pruned rows: FLOPs of the physically pruned DeepLab v3+ R101 (paper accounting, grid 129).
+"""Table 2 of the spectral-analysis paper, pruned rows: FLOPs of the physically pruned DeepLab v3+ R101 (paper
+accounting, grid 129).
 
 The filter counts SFP removes depend only on the rates (``floor(rate * filters)`` per conv), not on the weights, so
 random weights give the paper's architectures; FLOPs are counted on the meta device.

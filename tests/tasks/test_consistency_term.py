@@ -1,4 +1,4 @@
-"""The FAFE consistency loss (paper 000 Eq. 4) as a term of the multitask Task (config ``task.consistency``)."""
+"""The FAFE consistency loss (FAFE Eq. 4) as a term of the multitask Task (config ``task.consistency``)."""
 
 from __future__ import annotations
 

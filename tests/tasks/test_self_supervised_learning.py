@@ -1,4 +1,4 @@
-"""Self-supervised training actually learns depth on synthetic scenes (mode S, with both paper-001 methods on).
+"""Self-supervised training actually learns depth on synthetic scenes (mode S, with both Freq-aware depth methods on).
 
 A slim Monodepth2 is fitted to a few stereo pairs for 150 Adam steps from the photometric loss alone (no depth
 labels). The photometric loss must fall and the metric depth (mode S: the known stereo baseline fixes the scale, no

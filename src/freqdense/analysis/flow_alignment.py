@@ -1,4 +1,5 @@
-"""How well FAFNet's learned RGB-depth flows recover a known depth misalignment (paper 003; a check no paper made).
+"""How well FAFNet's learned RGB-depth flows recover a known depth misalignment (a check the FAFNet paper does not
+make).
 
 The synthetic scenes' sensor depth is misaligned by a known field ``f = sensor_flow`` (:mod:`freqdense.data.sample`):
 ``sensor_depth[y, x]`` images the scene point RGB sees at ``(x, y) + f(x, y)``. A FAM warp samples its source at
@@ -293,7 +294,7 @@ def compute_flow_alignment(
 def stage_features(model: nn.Module, inputs: Sequence[Tensor], *, stage: int = 1) -> dict[str, Tensor]:
     """Features of one fusion stage for the Fig. 6 panel: RGB, depth before and after the learned alignment.
 
-    Hooks ``model.fusions[stage - 1]``, takes its stream inputs, applies its ACFM when it has one (paper 003
+    Hooks ``model.fusions[stage - 1]``, takes its stream inputs, applies its ACFM when it has one (FAFNet's
     Fig. 6 shows the ACFM outputs of the first RGBDFuse block) and warps the depth feature with the stage's
     ``depth_to_rgb`` flow (:func:`freqdense.nn.flow_warp`, the block's ``align_corners``).
 

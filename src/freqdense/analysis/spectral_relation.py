@@ -1,4 +1,4 @@
-"""The relation of paper 004's Fig. 6: relative mIoU against ``R(nu_max)``, with a rank correlation.
+"""The relation of the spectral-analysis paper's Fig. 6: relative mIoU against ``R(nu_max)``, with a rank correlation.
 
 Input is a list of per-run records (what ``scripts/experiments/spectral_synthetic.py`` writes to
 ``results.json``)::

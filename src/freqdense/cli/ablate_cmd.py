@@ -1,7 +1,7 @@
 """``freqdense ablate CONFIG [CONFIG ...] --seeds N | --seed-list S [S ...] --out DIR [options]``
 
 Trains every config over the seeds (``freqdense.engine.ablate.run_ablation``) and writes a markdown table in the
-shape of paper 000 Table 1 (mean ± std per metric, change and Δm vs the reference row, seconds per run) to
+shape of FAFE Table 1 (mean ± std per metric, change and Δm vs the reference row, seconds per run) to
 ``DIR/ablation.md`` and every raw number to ``DIR/ablation.json``; ``--report FILE.md`` writes a copy there (and
 ``FILE.json`` beside it). The reproducing command line heads the report.
 """
@@ -23,7 +23,7 @@ log = logging.getLogger("freqdense")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ablate",
-        help="train configs over seeds and tabulate them (paper 000 Table 1 shape)",
+        help="train configs over seeds and tabulate them (FAFE Table 1 shape)",
         description="Train every CONFIG x seed into DIR/<config>/seed<k> (finished runs are reused with --resume), "
         "then write a markdown table: mean ± sample std per metric, change and Δm vs the reference row (the first "
         "config unless --reference), seconds per run; plus a JSON of all raw numbers.",

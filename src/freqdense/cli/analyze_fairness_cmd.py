@@ -2,7 +2,7 @@
 
 ``--middlebury`` uses the Middlebury 2014 "Motorcycle" pair shipped in scikit-image (Scharstein et al., GCPR 2014);
 ``--left L --right R --disparity D`` takes a rectified pair (images) and the left GT disparity in pixels (``.npy`` or
-``.pfm``; non-finite or <= 0 = invalid). ``--fig5`` prints the constructed example of paper 001, Fig. 5.
+``.pfm``; non-finite or <= 0 = invalid). ``--fig5`` prints the constructed example of Freq-aware depth, Fig. 5.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def register(analyses: argparse._SubParsersAction) -> None:
     """Add ``fairness`` to the ``analyze`` subparsers."""
-    p = analyses.add_parser("fairness", help="D_fair of the photometric loss with/without Auto-Blur (paper 001)")
+    p = analyses.add_parser("fairness", help="D_fair of the photometric loss with/without Auto-Blur (Freq-aware depth)")
     p.add_argument("--middlebury", action="store_true", help="use skimage's Middlebury 'motorcycle' pair")
     p.add_argument("--left", type=Path, default=None, help="left (target) image")
     p.add_argument("--right", type=Path, default=None, help="right image")

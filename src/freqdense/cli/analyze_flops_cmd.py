@@ -1,9 +1,9 @@
 """``freqdense analyze flops [MODEL_OR_RUN] [--size H W] [--decoder-grid 129 65 33] [key=value ...]``.
 
 Prints parameters and FLOPs (2 x multiply-adds, ``torch.utils.flop_counter``; meta device, nothing is computed) per
-model part and, with ``--decoder-grid``, the feature-truncation table of paper 004 (Table 2 FLOPs column).
-``MODEL_OR_RUN`` is a registered model name (default ``deeplabv3plus``), a shipped config / YAML file, or a run or
-checkpoint directory; ``key=value`` pairs are model keywords (YAML values, dotted keys nest), e.g.
+model part and, with ``--decoder-grid``, the feature-truncation table of the spectral-analysis paper (Table 2 FLOPs
+column). ``MODEL_OR_RUN`` is a registered model name (default ``deeplabv3plus``), a shipped config / YAML file, or a run
+or checkpoint directory; ``key=value`` pairs are model keywords (YAML values, dotted keys nest), e.g.
 ``freqdense analyze flops deeplabv3plus accounting=paper num_classes=7 --decoder-grid 129 65 33``.
 """
 

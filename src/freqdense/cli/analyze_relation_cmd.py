@@ -1,4 +1,5 @@
-"""``freqdense analyze relation RESULTS.json [--out DIR] [--predictor r_model|r_label]`` (paper 004, Fig. 6).
+"""``freqdense analyze relation RESULTS.json [--out DIR] [--predictor r_model|r_label]`` (Fig. 6 of the
+spectral-analysis paper).
 
 Reads the per-run records written by ``scripts/experiments/spectral_synthetic.py`` (``{"runs": [...], "label_r":
 {...}}``, format in :mod:`freqdense.analysis.spectral_relation`), prints the relative-mIoU / ``R(nu_max)`` table and

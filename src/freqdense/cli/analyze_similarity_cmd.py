@@ -1,4 +1,5 @@
-"""``freqdense analyze similarity RUN``: feature similarity and FreqFusion kernel spectra (paper 002, Figs. 1, 2, 5).
+"""``freqdense analyze similarity RUN``: feature similarity and FreqFusion kernel spectra (FreqFusion paper, Figs. 1, 2,
+5).
 
 Runs the model over a split, hooks the feature map of ``--layer`` (default ``decoder``: the fused decoder output)
 and reports intra-/inter-category similarity and the margin (definitions in

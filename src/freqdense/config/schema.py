@@ -79,7 +79,7 @@ class TaskConfig:
     #: Keyword arguments of ``freqdense.tasks.SelfSupervisedDepth`` (task.name: self_supervised_depth); the
     #: evaluation protocol fields above (min_depth, max_depth, depth_crop, depth_aggregation) are its defaults.
     self_supervised: dict[str, Any] = field(default_factory=dict)
-    #: FAFE local-aware consistency loss (paper 000 Eq. 4) of a multitask task, added as the loss term
+    #: FAFE local-aware consistency loss (FAFE Eq. 4) of a multitask task, added as the loss term
     #: "consistency": keys ``weight`` (lambda_3, default 0.1), ``threshold`` (1.0), ``seg_mode`` ("probs",
     #: "max_prob" or "argmax"); null (default) = off. Checked by ``freqdense.tasks.build_task``.
     consistency: dict[str, Any] | None = None
@@ -148,7 +148,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Soft filter pruning during training (He et al., IJCAI 2018; paper 004 Table 2). Off when both rates are 0.
+    """Soft filter pruning during training (He et al., IJCAI 2018; Table 2 of the spectral-analysis paper).
+
+    Off when both rates are 0.
 
     A rate is the fraction of filters zeroed in every prunable conv of its scope (per layer, counted in filters):
     ``encoder_rate`` for ``model.encoder_modules`` (else ``model.backbone``), ``decoder_rate`` for the rest.
@@ -159,7 +161,7 @@ class PruneConfig:
     #: Re-select and zero the weakest filters every N epochs (and once before training).
     every_epochs: int = 1
     #: Rate of the encoder's output layers (DeepLab v3+: the ASPP projection = the decoder's input channels):
-    #: "decoder" (reproduces paper 004 Table 2's FLOPs) or "encoder".
+    #: "decoder" (reproduces the FLOPs of Table 2 of the spectral-analysis paper) or "encoder".
     encoder_output: Literal["encoder", "decoder"] = "decoder"
 
 

@@ -1,6 +1,6 @@
 """ADE20K scene parsing (ADEChallengeData2016, 150 classes), the FreqFusion segmentation benchmark.
 
-Layout (spec datasets_and_conventions.md A9; docs/data/datasets.md)::
+Layout (docs/conventions.md#ade20k; docs/data/datasets.md)::
 
     <root>/ADEChallengeData2016/        (root may also be ADEChallengeData2016/ itself)
         images/{training,validation}/ADE_<split>_<n>.jpg

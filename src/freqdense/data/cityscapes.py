@@ -1,6 +1,6 @@
 """Cityscapes fine annotations: 19 train ids or 7 categories, optional metric depth from the stereo disparity maps.
 
-Layout (spec datasets_and_conventions.md A3; docs/data/datasets.md)::
+Layout (docs/conventions.md#cityscapes; docs/data/datasets.md)::
 
     <root>/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     <root>/gtFine/<split>/<city>/<stem>_gtFine_labelIds.png        (or the generated *_gtFine_labelTrainIds.png)
@@ -11,8 +11,9 @@ Splits: train 2975, val 500, test 1525 (test labels are not public: its label fi
 
 ``classes=7`` gives the seven Cityscapes *categories* used by MTAN's multi-task setting (flat, construction, object,
 nature, sky, human, vehicle: ``catId`` 1..7 -> 0..6, void -> 255). That this is MTAN's 7-class split is
-**unverified** beyond the MTAN paper's wording (spec A3); see docs/data/datasets.md. MTAN's 128x256 resolution is a
-transform (``data.transforms.resize: [128, 256]``; labels and depth are resampled with nearest neighbour).
+**unverified** beyond the MTAN paper's wording (docs/conventions.md#cityscapes); see docs/data/datasets.md. MTAN's
+128x256 resolution is a transform (``data.transforms.resize: [128, 256]``; labels and depth are resampled with
+nearest neighbour).
 Importing this module registers ``"cityscapes"``.
 """
 
@@ -88,14 +89,16 @@ CITYSCAPES_PALETTE: list[tuple[int, int, int]] = [
     (0, 0, 230),
     (119, 11, 32),
 ]
-#: labelId -> trainId (spec A3); every other labelId (void, ego vehicle, rail track, caravan, ...) -> 255.
+#: labelId -> trainId (docs/conventions.md#cityscapes); every other labelId (void, ego vehicle, rail track, caravan,
+#: ...) -> 255.
 LABEL_ID_TO_TRAIN_ID: dict[int, int] = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
     23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }  # fmt: skip
 CITYSCAPES_SPLITS = ("train", "val", "test")
 
-#: The 7 categories of cityscapesScripts ``labels.py`` (catId 1..7), MTAN's 7-class setting (unverified, spec A3).
+#: The 7 categories of cityscapesScripts ``labels.py`` (catId 1..7), MTAN's 7-class setting (unverified,
+#: docs/conventions.md#cityscapes).
 CITYSCAPES_CATEGORIES: tuple[str, ...] = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 #: Display colours of the categories: the train-id colour of each category's most common class
 #: (road, building, pole, vegetation, sky, person, car). Not an official table.
@@ -137,7 +140,7 @@ _LAYOUT = """  <root>/leftImg8bit/{train,val,test}/<city>/<stem>_leftImg8bit.png
 
 
 def disparity_to_depth(raw: torch.Tensor, baseline: float, fx: float) -> torch.Tensor:
-    """Cityscapes disparity PNG values -> depth in metres (spec A3).
+    """Cityscapes disparity PNG values -> depth in metres (docs/conventions.md#cityscapes).
 
     For ``p > 0`` the disparity is ``d = (p - 1) / 256`` pixels and ``depth = baseline * fx / d``; ``p = 0``
     (no stereo match) and ``p = 1`` (zero disparity, infinitely far) give 0 = invalid.

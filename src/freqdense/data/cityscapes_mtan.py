@@ -1,6 +1,6 @@
 """Cityscapes as preprocessed by MTAN (Liu et al., CVPR 2019): ``.npy`` files at 128x256 (or 256x512).
 
-Layout (spec datasets_and_conventions.md A3; docs/data/datasets.md)::
+Layout (docs/conventions.md#cityscapes; docs/data/datasets.md)::
 
     <root>/{train,val}/image/<i>.npy      (H, W, 3) float in [0, 1]
     <root>/{train,val}/label_7/<i>.npy    (H, W) 7 categories, -1 = ignore    (classes=7)
@@ -17,7 +17,7 @@ published (its maximum is about 0.49). This loader therefore never puts them und
   required: for files written by auto-lambda's ``cityscapes_preprocess.py`` (value = disparity in pixels at width
   512) it is ``baseline * fx / 4``, about ``0.2093 * 2262.5 / 4 = 118.4``; for MTAN's own files it is unknown.
 * ``depth="disparity_as_depth"``: key ``depth`` holds the stored disparity values as they are, so the depth task,
-  losses and metrics run on them as MTAN and paper 000 (Table 2 and 6: rel, mae on this quantity) do. A warning
+  losses and metrics run on them as MTAN and FAFE (Table 2 and 6: rel, mae on this quantity) do. A warning
   is logged once per dataset; depth metrics are then in MTAN units, not metres, and augmentations that divide depth
   by a zoom factor move it the wrong way (disparity should be multiplied).
 * ``depth="none"``: no depth key.

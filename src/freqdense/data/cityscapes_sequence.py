@@ -1,4 +1,5 @@
-"""Cityscapes for self-supervised depth: ManyDepth's preprocessed triplets and its test protocol (spec A3).
+"""Cityscapes for self-supervised depth: ManyDepth's preprocessed triplets and its test protocol
+(docs/conventions.md#cityscapes).
 
 Training layout (SfMLearner-style preprocessing, as used by ManyDepth and Freq-Aware-Depth)::
 

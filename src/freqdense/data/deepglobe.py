@@ -1,13 +1,14 @@
 """DeepGlobe land cover classification (803 labelled 2448x2448 satellite tiles, RGB colour masks).
 
-Layout (spec datasets_and_conventions.md A8; docs/data/datasets.md)::
+Layout (docs/conventions.md#deepglobe-land-cover; docs/data/datasets.md)::
 
     <root>/train/<id>_sat.jpg  <root>/train/<id>_mask.png     (root may also be the train/ folder itself)
     <root>/splits/{train,val}.txt                             (optional: our split as lists of <id>)
 
-Only the 803 official training tiles have public masks. Paper 004 (Chen, Chiu, Wu) splits them 701 / 102 without
-publishing the lists, so the default split here is a deterministic one of our own (:func:`deepglobe_split`); list
-files under ``<root>/splits/`` (or ``split_dir=``) take precedence. Importing this module registers ``"deepglobe"``.
+Only the 803 official training tiles have public masks. The spectral-analysis paper (Chen, Chiu, Wu) splits them 701 /
+102 without publishing the lists, so the default split here is a deterministic one of our own (:func:`deepglobe_split`);
+list files under ``<root>/splits/`` (or ``split_dir=``) take precedence. Importing this module registers
+``"deepglobe"``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ DEEPGLOBE_COLORS: tuple[tuple[int, int, int], ...] = (
     (0, 0, 0),
 )
 DEEPGLOBE_SPLITS = ("train", "val", "trainval")
-#: Paper 004: 803 labelled tiles -> 701 train + 102 val.
+#: The spectral-analysis paper: 803 labelled tiles -> 701 train + 102 val.
 _PAPER_VAL_FRACTION = 102 / 803
 _LAYOUT = """  <root>/train/<id>_sat.jpg and <root>/train/<id>_mask.png  (or root = that folder)
   optional split lists: <root>/splits/train.txt, <root>/splits/val.txt (one <id> per line)"""
@@ -85,7 +86,7 @@ def _hash_key(sample_id: str) -> str:
 
 
 def deepglobe_split(ids: Sequence[str], split: str) -> list[str]:
-    """Our deterministic 701/102 split of the labelled tiles (paper 004 does not publish its lists).
+    """Our deterministic 701/102 split of the labelled tiles (the spectral-analysis paper does not publish its lists).
 
     The ids are ordered by the SHA-256 of the id string; the first ``round(n * 102 / 803)`` (102 of 803, at least
     1 when n >= 2) form ``val``, the rest ``train``. Independent of file-system order and library versions; each
@@ -110,7 +111,8 @@ class DeepGlobeLandCover(SegmentationFiles):
         split: ``"train"`` (701 tiles), ``"val"`` (102) or ``"trainval"`` (all 803 labelled tiles).
         transform: joint transform applied to each sample.
         num_samples: use only the first ``num_samples`` ids of the split in sorted order (None = all).
-        keep_unknown: train ``unknown`` as a 7th class (paper 004 counts "7 categories") instead of ignoring it.
+        keep_unknown: train ``unknown`` as a 7th class (the spectral-analysis paper counts "7 categories") instead of
+        ignoring it.
         split_dir: folder with ``train.txt`` / ``val.txt`` id lists; default ``<root>/splits`` when it exists,
             else :func:`deepglobe_split`.
 

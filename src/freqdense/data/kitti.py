@@ -1,4 +1,5 @@
-"""KITTI raw for self-supervised monocular / stereo depth (monodepth2 conventions; spec A4, selfsup_depth 2.4-2.5).
+"""KITTI raw for self-supervised monocular / stereo depth (monodepth2 conventions;
+docs/conventions.md#kitti-raw-and-the-eigen-split, docs/reference_code.md#kitti-data-in-monodepth2).
 
 Layout (docs/data/depth_datasets.md)::
 

@@ -1,4 +1,5 @@
-"""KITTI raw calibration files and velodyne ground truth (spec datasets_and_conventions.md A4, selfsup_depth.md 2.5).
+"""KITTI raw calibration files and velodyne ground truth (docs/conventions.md#kitti-raw-and-the-eigen-split,
+docs/reference_code.md#kitti-evaluation-in-monodepth2).
 
 * ``<date>/calib_cam_to_cam.txt``: ``key: v v v ...`` lines; used keys ``P_rect_0{2,3}`` (3x4 rectified projection
   of the colour cameras), ``R_rect_00`` (3x3 rectifying rotation of camera 0) and ``S_rect_0{2,3}`` (W H of the

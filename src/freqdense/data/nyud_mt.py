@@ -1,6 +1,6 @@
 """NYUD-v2 in the Multi-Task-Learning-PyTorch layout ("NYUD_MT"): 40-class segmentation + metric depth.
 
-Layout (spec datasets_and_conventions.md A1; docs/data/datasets.md)::
+Layout (docs/conventions.md#nyud-v2-multi-task-learning-pytorch-layout; docs/data/datasets.md)::
 
     <root>/images/<id>.jpg          RGB (480x640 in the original archive; 448x576 in the ATRC/InvPT copy)
     <root>/segmentation/<id>.png    uint8: 0 = void, 1..40 = classes  ->  0 -> 255, x -> x - 1

@@ -1,4 +1,5 @@
-"""NYUv2 depth evaluation from the official labeled file (spec datasets_and_conventions.md A2, A5).
+"""NYUv2 depth evaluation from the official labeled file (docs/conventions.md#nyuv2-official-labeled-file,
+#nyuv2-for-self-supervised-depth).
 
 Layout::
 
@@ -8,7 +9,7 @@ Layout::
 h5py reverses MATLAB's axis order, so each image is transposed to (3, 480, 640) and each depth to (480, 640).
 ``depths`` are the in-painted (hole-filled) maps; ``rawDepths`` (``raw_depth=True``) keep the sensor holes (0).
 The usual self-supervised protocol (``DEPTH_PROTOCOLS["nyuv2_eigen_mono"]``: Eigen crop [45:471, 41:601] at
-480x640, cap 10 m, median scaling) is the common P2Net/StructDepth one and is marked unverified in the spec.
+480x640, cap 10 m, median scaling) is the common P2Net/StructDepth one and is marked unverified in docs/conventions.md.
 Importing this module registers ``"nyuv2_depth"``. It also holds the NYU constants shared by the segmentation
 loaders (:mod:`.nyud_mt`, :mod:`.nyuv2_seg`): the 40/13 class names, the split sizes and the colour camera.
 """

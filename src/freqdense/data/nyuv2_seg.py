@@ -1,6 +1,6 @@
 """NYUv2 RGB-D semantic segmentation (40 or 13 classes, 795/654): the official .mat and two processed folder layouts.
 
-``"nyuv2"`` reads the official files (spec datasets_and_conventions.md A2)::
+``"nyuv2"`` reads the official files (docs/conventions.md#nyuv2-official-labeled-file)::
 
     <root>/nyu_depth_v2_labeled.mat   MATLAB v7.3 (HDF5): images (N, 3, W, H) uint8, depths/rawDepths (N, W, H)
                                       metres, labels (N, W, H) 0 = unlabelled, 1..894 (h5py reverses MATLAB's axes)

@@ -1,6 +1,6 @@
 """SUN RGB-D semantic segmentation (37 classes) with metric depth, in the flattened community layout.
 
-Layout (spec datasets_and_conventions.md A6; docs/data/datasets.md)::
+Layout (docs/conventions.md#sun-rgb-d; docs/data/datasets.md)::
 
     <root>/image/{train,test}/img-000001.jpg
     <root>/depth/{train,test}/00000001.png      uint16, the SUN RGB-D toolbox's 3-bit rotated millimetres

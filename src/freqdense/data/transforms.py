@@ -686,7 +686,8 @@ class ColorJitter(_RandomTransform):
 
 
 class BlockwiseLabels(Transform):
-    """Replace ``semantic`` by its block-wise annotation at band limit ``nu_max`` (paper 004 Sec. 3.3).
+    """Replace ``semantic`` by its block-wise annotation at band limit ``nu_max`` (the spectral-analysis paper's Sec.
+    3.3).
 
     A thin wrapper around :func:`freqdense.spectral.annotation.blockwise_annotation`: the label map is labelled on a
     grid of ``2 nu_max + 1`` points per axis (cycles per image of the map it receives) and every pixel takes its
@@ -781,8 +782,8 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
     * ``crop: [h, w]`` - :class:`RandomCrop` with padding;
     * ``color_jitter: x`` (brightness = contrast = saturation = x) or a dict of :class:`ColorJitter` kwargs;
     * ``blockwise_labels: nu_max`` or ``{nu_max: int, method: majority | nearest}`` - :class:`BlockwiseLabels`,
-      last, so the blocks align with the crop (training on block-wise annotation, paper 004 Sec. 3.3);
-      ``null`` = pixel-wise labels;
+      last, so the blocks align with the crop (training on block-wise annotation, the spectral-analysis paper's Sec.
+      3.3); ``null`` = pixel-wise labels;
     * ``seed: int`` - salt of the pipeline's generator.
 
     With ``train=False`` only ``hha`` and ``resize`` are applied (evaluation sees whole, un-augmented images and

@@ -1,6 +1,6 @@
 """PASCAL VOC 2012 semantic segmentation, with the SBD-augmented training set (``split="train_aug"``).
 
-Layout (spec datasets_and_conventions.md A7; docs/data/datasets.md)::
+Layout (docs/conventions.md#pascal-voc-2012--sbd; docs/data/datasets.md)::
 
     <root>/VOCdevkit/VOC2012/            (root may also be VOCdevkit/ or VOC2012/ itself)
         JPEGImages/<id>.jpg

@@ -1,5 +1,5 @@
 """Losses as function + module pairs: photometric reprojection (Monodepth2), Auto-Blur and Ambiguity-Masking
-(frequency-aware self-supervised depth, paper 001), edge-aware smoothness."""
+(frequency-aware self-supervised depth), edge-aware smoothness."""
 
 from __future__ import annotations
 

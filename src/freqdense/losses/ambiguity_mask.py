@@ -1,10 +1,11 @@
 """Ambiguity-Masking: down-weight the photometric loss of pixels that are ambiguous in the target or the source.
 
 Chen et al., "Frequency-Aware Self-Supervised Monocular Depth Estimation", WACV 2023, Sec. 4.3; semantics of the
-official ``Trainer.compute_ambiguity_mask`` (xingyuuchen/freq-aware-depth @ b33ca8e), spec §1.5: the source
-ambiguity maps are warped with the colour sampling grid (bilinear, border, ``align_corners=True``), the one of the
-source with the minimum reprojection error is taken, ``S = max(A_target, A_source)``, and the weight is the hard mask
-``[S < delta]`` or the soft ``exp(-gamma * S)``. Deviations: docs/methods/freq_aware_depth.md.
+official ``Trainer.compute_ambiguity_mask`` (xingyuuchen/freq-aware-depth @ b33ca8e),
+docs/reference_code.md#ambiguity-mask-and-the-loss: the source ambiguity maps are warped with the colour sampling grid
+(bilinear, border, ``align_corners=True``), the one of the source with the minimum reprojection error is taken,
+``S = max(A_target, A_source)``, and the weight is the hard mask ``[S < delta]`` or the soft ``exp(-gamma * S)``.
+Deviations: docs/methods/freq_aware_depth.md.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def ambiguity_mask(
     delta: float = 0.3,
     gamma: float = 3.0,
 ) -> torch.Tensor:
-    """Loss weights from the synthetic ambiguity ``S = max(A_t, A_{min-reprojection source})`` (spec §1.5 steps 5-7).
+    """Loss weights from the synthetic ambiguity ``S = max(A_t, A_{min-reprojection source})`` (steps 5-7 of
+    docs/reference_code.md#ambiguity-mask-and-the-loss).
 
     Args:
         target_amb: ``(B, 1, H, W)`` :func:`~freqdense.ops.ambiguity_map` of the target (as the loss sees it).

@@ -1,4 +1,5 @@
-"""Module form of :func:`freqdense.ops.auto_blur` (Chen et al., WACV 2023, Sec. 4.4; spec §1.3)."""
+"""Module form of :func:`freqdense.ops.auto_blur` (Chen et al., WACV 2023, Sec. 4.4;
+docs/reference_code.md#auto-blur)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     MP_T = mean_{3x3}(P_T),   C_T = (P_T - MP_T)^2,   L_c = L1(C_s, C_d) over pixels with C_s <= t and C_d <= t
 
 with ``t = 1`` (paper §4.1: "we discard large values in C_s and C_d ... we set the threshold to 1") and total loss
-``L = L_s + L_d + 0.1 L_c``. Choices the paper leaves open (spec §2.4):
+``L = L_s + L_d + 0.1 L_c``. Choices the paper leaves open (docs/reference_code.md#fafe-fd-and-the-consistency-loss):
 
 * Segmentation prediction ``P_s`` (option ``seg_mode``): ``"probs"`` (default) uses the softmax probabilities of all
   ``K`` classes and ``C_s = sum_k (p_k - mean_3x3 p_k)^2`` (squared distance between a pixel's class distribution

@@ -2,8 +2,9 @@
 
 Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation", ICCV 2019, Eq. 1-4 (per-pixel minimum,
 auto-masking), with Chen et al., WACV 2023, Sec. 4.3-4.4 composed in :class:`PhotometricLoss` (Auto-Blur of the
-loss images, Ambiguity-Masking of the minimum). Semantics: specs/selfsup_depth.md §1.5, §2.1, §2.3; the official
-freq-aware-depth ``trainer.py`` @ b33ca8e. Deviations: docs/methods/freq_aware_depth.md.
+loss images, Ambiguity-Masking of the minimum). Semantics: the official freq-aware-depth
+``trainer.py`` @ b33ca8e, written down in docs/reference_code.md (sections "Ambiguity mask and the loss",
+"Monodepth2 layers", "Monodepth2 loss computation"). Deviations: docs/methods/freq_aware_depth.md.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class MinReprojection(NamedTuple):
     Attributes:
         loss: ``(B, 1, H, W)`` the per-pixel minimum (over warped and, with auto-masking, identity errors).
         index: ``(B, 1, H, W)`` int64 in ``[0, F)``: the warped source with the smallest error ("frame of minimum
-            reprojection", spec §1.5 step 2), defined at every pixel, also where the identity won.
+            reprojection", step 2 of docs/reference_code.md#ambiguity-mask-and-the-loss), defined at every pixel, also
+            where the identity won.
         automask: ``(B, 1, H, W)`` bool, True where a warped error won (the pixel is supervised by the warp);
             False marks the pixels where an identity (unwarped) error was smaller or equal.
     """
@@ -196,9 +198,10 @@ class PhotometricLossOutput(NamedTuple):
 class PhotometricLoss(nn.Module):
     """Monodepth2 photometric term of one scale, with optional Auto-Blur and Ambiguity-Masking (independent switches).
 
-    Per scale ``s`` the caller warps with the grid of the full-resolution-upsampled ``disp_s`` (spec §2.3); the
-    images (target, sources), their blur, ambiguity and identity errors do not depend on ``s``: compute them once
-    with :meth:`prepare` and pass the :class:`LossImages` to :meth:`forward` for every scale.
+    Per scale ``s`` the caller warps with the grid of the full-resolution-upsampled ``disp_s``
+    (docs/reference_code.md#monodepth2-loss-computation); the images (target, sources), their blur, ambiguity and
+    identity errors do not depend on ``s``: compute them once with :meth:`prepare` and pass the :class:`LossImages`
+    to :meth:`forward` for every scale.
 
     Args:
         ssim_weight: SSIM share of :func:`photometric_error` (0.85).

@@ -1,4 +1,5 @@
-"""Edge-aware disparity smoothness (Godard et al., CVPR 2017, Eq. 3; Monodepth2 ``get_smooth_loss``, spec §2.1, §2.3).
+"""Edge-aware disparity smoothness (Godard et al., CVPR 2017, Eq. 3; Monodepth2 ``get_smooth_loss``;
+docs/reference_code.md#monodepth2-layers).
 
 The disparity is divided by its per-image spatial mean (+1e-7) first (Monodepth2), so the term does not push the
 scale of the depth; the caller weights scale ``s`` by ``1e-3 / 2^s`` with ``disp_s`` at its native resolution and

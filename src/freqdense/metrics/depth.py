@@ -81,7 +81,8 @@ DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
         "aggregation": "image",
         "pred_clamp": True,
     },
-    # Self-supervised NYUv2 (P2Net / StructDepth style; unverified in the spec): Eigen crop, cap 10 m, median scaling.
+    # Self-supervised NYUv2 (P2Net / StructDepth style; unverified, docs/conventions.md): Eigen crop, cap 10 m, median
+    # scaling.
     "nyuv2_eigen_mono": {
         "min_depth": 1e-3,
         "max_depth": 10.0,

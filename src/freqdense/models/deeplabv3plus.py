@@ -1,13 +1,13 @@
-"""DeepLab v3+ (Chen et al., ECCV 2018) with ResNet-50/101, as used by the spectral analysis paper (004).
+"""DeepLab v3+ (Chen et al., ECCV 2018) with ResNet-50/101, as used by the spectral-analysis paper (AAAI 2020).
 
 Layout and layer names follow jfzhang95/pytorch-deeplab-xception, the implementation whose decoder matches the
-paper's counts (spec multitask_spectral_deeplab.md §4.1): ResNet trunk (layer1 = low-level feature, layer4 =
+paper's counts (docs/reference_code.md#deeplab-v3-of-jfzhang95): ResNet trunk (layer1 = low-level feature, layer4 =
 high-level feature), ASPP (1x1 + three 3x3 atrous + image pooling, 256 channels each, 1x1 projection, dropout 0.5),
 and the decoder (1x1 256 -> 48 projection of the low-level feature, ASPP output resized to its size and
 concatenated, two 3x3 convs with 256 channels and dropout 0.5 / 0.1, 1x1 classifier), logits resized bilinearly
 (``align_corners=True``) to the input size.
 
-Feature truncation (paper Sec. 3.2, spec §3.4) wraps ``model.decoder`` with
+Feature truncation (paper Sec. 3.2, docs/reference_code.md#feature-truncation) wraps ``model.decoder`` with
 :func:`freqdense.spectral.truncate_decoder`, so the whole decoder (projection included) runs on the ``decoder_grid``
 (129, 65 or 33 for a 513 input). ``accounting="paper"`` builds the configuration whose counts match the paper's
 Table 2 (layer4 keeps its stride, output stride 32; see docs/models/deeplabv3plus.md and
@@ -97,7 +97,7 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3PlusDecoder(nn.Module):
-    """The DeepLab v3+ decoder of jfzhang95 (spec §4.1), 1.309 M parameters for 21 classes.
+    """The DeepLab v3+ decoder of jfzhang95 (same section), 1.309 M parameters for 21 classes.
 
     Args:
         low_channels: channels of the low-level (layer1) feature (256 for ResNet-50/101).
@@ -109,8 +109,8 @@ class DeepLabV3PlusDecoder(nn.Module):
             (``align_corners=True``), as the paper. ``"freqfusion"``: bilinear 2x to half the low-level size, then
             one :class:`freqdense.nn.FreqFusion` step (hr = projected low-level feature, lr = ASPP output); its
             ``(hr_feat, lr_feat)`` outputs are concatenated in the decoder's order ``[lr, hr]`` (the "concat"
-            integration, spec freqfusion §1.9), so the convolutions after it are unchanged. For odd low-level sizes
-            the lr size is ``ceil(H / 2)`` and FreqFusion pads and crops.
+            integration, docs/reference_code.md#freqfusion-integrations-upstream), so the convolutions after it are
+            unchanged. For odd low-level sizes the lr size is ``ceil(H / 2)`` and FreqFusion pads and crops.
         fusion_kwargs: extra keywords for ``FreqFusion`` (e.g. ``compressed_channels``).
 
     ``forward(aspp_out, low_level)``: ``(B, aspp_channels, h, w)``, ``(B, low_channels, H, W)`` ->
@@ -263,7 +263,7 @@ def deeplabv3plus(
     pretrained: str | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> DeepLabV3Plus:
-    """DeepLab v3+ with a dilated ResNet (jfzhang95 layout; paper 004's segmentation model).
+    """DeepLab v3+ with a dilated ResNet (jfzhang95 layout; the spectral-analysis paper's segmentation model).
 
     Args:
         backbone: ``"resnet50"`` or ``"resnet101"``.
@@ -278,7 +278,8 @@ def deeplabv3plus(
         multi_grid: layer4 dilation multipliers at output stride 8/16 (jfzhang95: (1, 2, 4)); ``None`` keeps the
             torchvision dilations. Not applied at output stride 32.
         aspp_rates: ASPP dilations (default by output stride: 8 -> 12/24/36, 16 -> 6/12/18, 32 -> 3/6/9).
-        accounting: ``"standard"``, or ``"paper"``: the configuration that reproduces paper 004's Table 2 counts
+        accounting: ``"standard"``, or ``"paper"``: the configuration that reproduces the spectral-analysis paper's
+        Table 2 counts
             (output stride 32, no multi-grid; the FLOPs counter adds the unused ImageNet classifier's 2.05 M
             parameters to the encoder). See docs/models/deeplabv3plus.md.
         pretrained: local torchvision-format ImageNet file for the backbone (never downloaded).

@@ -1,8 +1,8 @@
-"""FAFNet (paper 003) and its two-stream baselines for RGB-D semantic segmentation.
+"""FAFNet and its two-stream baselines for RGB-D semantic segmentation.
 
 Chen et al., "FAFNet: Fully-Aligned Fusion Network for RGBD Semantic Segmentation based on Hierarchical Semantic
-Flows", IET Image Processing 2023; official code github.com/CaliforniaChen/FAFNet @ b9ec9fc (spec
-``freqfusion_fam_rgbd.md`` §3). Registered models:
+Flows", IET Image Processing 2023; official code github.com/CaliforniaChen/FAFNet @ b9ec9fc
+(docs/reference_code.md#fafnet-official-code). Registered models:
 
 - ``fafnet``: two ResNet streams (RGB, HHA or raw depth); after each of the 4 stages a fusion block
   (:class:`~freqdense.nn.rgbd_fuse.RGBDFuse` by default: ACFM + FAMs, Eq. 1-13) whose next-stage features go back
@@ -61,7 +61,7 @@ _DEFAULT_MULTI_GRID = (1, 2, 4)
 #: stream starts from the same ImageNet weights (SA-Gate's and FAFNet's loaders normalise HHA like RGB).
 HHA_MEAN, HHA_STD = IMAGENET_MEAN, IMAGENET_STD
 
-#: Paper 003 Table 1 rows, the baseline and the SA-Gate comparison as ``name: (registered model, kwargs)``. Every
+#: FAFNet Table 1 rows, the baseline and the SA-Gate comparison as ``name: (registered model, kwargs)``. Every
 #: row also takes the common keywords (``num_classes``, ``backbone``, ``depth_channels``, ``pretrained``, ...).
 FAFNET_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "baseline": ("two_stream_deeplabv3plus", {}),
@@ -201,7 +201,7 @@ class _TwoStreamSegmenter(nn.Module):
 
 
 class FAFNet(_TwoStreamSegmenter):
-    """Two-stream ResNet + a fusion block per stage + :class:`UPerAlignHead` (paper 003 Fig. 2).
+    """Two-stream ResNet + a fusion block per stage + :class:`UPerAlignHead` (FAFNet Fig. 2).
 
     Built by :func:`fafnet`; the fused stage features (Eq. 1) are the decoder's levels 1..4.
     """
@@ -341,7 +341,7 @@ def fafnet(
     depth_std: Sequence[float] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> FAFNet:
-    """FAFNet (paper 003) and its ablations; defaults follow the paper (rows: :data:`FAFNET_VARIANTS`).
+    """FAFNet and its ablations; defaults follow the paper (rows: :data:`FAFNET_VARIANTS`).
 
     Args:
         num_classes: 40 (NYU-Depth V2), 37 (SUN RGB-D).
@@ -436,14 +436,14 @@ def two_stream_deeplabv3plus(
     depth_std: Sequence[float] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> TwoStreamDeepLabV3Plus:
-    """Two-stream DeepLab v3+ (paper 003's baseline, §4.3) or, with ``fusion="sagate"``, SA-Gate's network.
+    """Two-stream DeepLab v3+ (FAFNet's baseline, §4.3) or, with ``fusion="sagate"``, SA-Gate's network.
 
     Args:
         fusion: ``"sum"``: ``rgb + depth`` at each stage, the stage-1 sum is the decoder's low-level input and the
             stage-4 sum feeds the ASPP; ``"sagate"``: an :class:`~freqdense.nn.SAGate` per stage (its streams go
             back into the backbone, its ``merge`` to the head).
         feedback: with ``"sum"``, also replace the RGB stream by the sum after each stage (FuseNet-style); default
-            ``False`` = independent streams, the classical two-stream network of paper 003 Fig. 1.
+            ``False`` = independent streams, the classical two-stream network of FAFNet Fig. 1.
         aspp_rates: ASPP dilations (default by output stride: 8 -> 12/24/36, 16 -> 6/12/18, 32 -> 3/6/9).
         others: as :func:`fafnet`.
     """

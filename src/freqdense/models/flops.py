@@ -1,10 +1,12 @@
-"""Parameters and FLOPs per model part, and paper 004's Table 2 FLOPs column (DeepLab v3+ feature truncation).
+"""Parameters and FLOPs per model part, and the spectral-analysis paper's Table 2 FLOPs column (DeepLab v3+ feature
+truncation).
 
 FLOPs are ``torch.utils.flop_counter.FlopCounterMode`` counts: 2 x multiply-adds of convolutions and matrix
-products (the paper's "FLOPs", spec multitask_spectral_deeplab.md §4.3); normalisation, activations, pooling and
-interpolation are not counted. Models are run on the meta device, so nothing is allocated or computed.
+products (the paper's "FLOPs", docs/reference_code.md#flops-accounting-that-reproduces-the-paper); normalisation,
+activations, pooling and interpolation are not counted. Models are run on the meta device, so nothing is allocated or
+computed.
 
-Paper accounting (``deeplabv3plus(accounting="paper")``, spec §4.3): the encoder is a ResNet-101 whose layer4 keeps
+Paper accounting (``deeplabv3plus(accounting="paper")``, same section): the encoder is a ResNet-101 whose layer4 keeps
 its stride (output stride 32, ASPP on 17 x 17 for a 513 input), 95.0 GFLOPs; its parameter count includes the
 unused 2048 x 1000 ImageNet classifier of a torchvision ResNet object (tools that sum all modules count it):
 42.50 + 2.05 + 15.54 (ASPP) = 60.08 M. The decoder runs at 129 x 129: 43.41 GFLOPs with 7 classes (DeepGlobe),
@@ -115,7 +117,7 @@ def truncation_flops_table(
     input_size: int | Sequence[int] = (513, 513),
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """FLOPs of a model with its decoder on each grid (``decoder_grid=g``), paper 004 Table 2.
+    """FLOPs of a model with its decoder on each grid (``decoder_grid=g``), the spectral-analysis paper's Table 2.
 
     Args:
         grids: decoder grid sizes; ``None`` is the untruncated decoder. The first entry is the reference of the

@@ -1,4 +1,4 @@
-"""Encoder-decoder models with FPN or SegFormer-style decoders and a bilinear / FreqFusion upsampler (paper 002).
+"""Encoder-decoder models with FPN or SegFormer-style decoders and a bilinear / FreqFusion upsampler.
 
 Registered models:
 

@@ -1,7 +1,7 @@
 """Dense prediction heads over multi-scale backbone features.
 
 ``HRNetHead`` is the HRNetV2 representation head used per task by Multi-Task-Learning-PyTorch
-(``HighResolutionHead``; spec multitask_spectral_deeplab.md §1.2): upsample every branch to the finest one, concatenate,
+(``HighResolutionHead``; docs/reference_code.md#hrnet): upsample every branch to the finest one, concatenate,
 1x1 conv + BN + ReLU, 1x1 conv to the outputs. ``HRNetFuse`` is the same without the final conv (PAD-Net's
 ``HighResolutionFuse``). Module names (``last_layer.0/1/3``) match the reference, so its heads load by key.
 """

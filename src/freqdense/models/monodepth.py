@@ -1,8 +1,8 @@
 """Monodepth2 networks: ResNet depth encoder + multi-scale disparity decoder, and a two-frame pose network.
 
-Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation", ICCV 2019; used by paper 001
+Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation", ICCV 2019; used by Freq-aware depth
 (Chen et al., "Frequency-Aware Self-Supervised Monocular Depth Estimation", WACV 2023) unchanged. Layouts and
-constants follow /work/shared/specs/selfsup_depth.md §2.1-2.2:
+constants follow docs/reference_code.md#monodepth2-layers and #monodepth2-networks:
 
 - input RGB in [0, 1], normalised inside as ``(x - 0.45) / 0.225`` (both encoders);
 - :class:`DepthDecoder`: channels (16, 32, 64, 128, 256), ELU conv blocks with reflection padding, nearest x2
@@ -294,7 +294,7 @@ def monodepth(
     scales: Sequence[int] = (0, 1, 2, 3),
     decoder_channels: Sequence[int] = DECODER_CHANNELS,
 ) -> MonodepthModel:
-    """Monodepth2 depth + pose networks (paper 001's baseline; separate ResNet pose encoder on frame pairs).
+    """Monodepth2 depth + pose networks (Freq-aware depth's baseline; separate ResNet pose encoder on frame pairs).
 
     Args:
         backbone: ``resnet18`` / ``resnet34`` / ``resnet50`` / ``resnet101``.

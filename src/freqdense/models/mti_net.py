@@ -1,13 +1,13 @@
 """MTI-Net (Vandenhende et al., ECCV'20), structure-faithful to Multi-Task-Learning-PyTorch's ``models/mti_net.py``.
 
-Spec multitask_spectral_deeplab.md §1.3: initial task predictions at every backbone scale (coarsest first), a
+Reference (docs/reference_code.md#mti-net): initial task predictions at every backbone scale (coarsest first), a
 feature propagation module (FPM) carrying task features from each scale to the next finer one, PAD-Net distillation
 per scale and one HRNet head per task over the distilled scales. Module names follow the reference
 (``scale_<s>.refinement.<t>``, ``fpm_scale_<s>.non_linear``, ``fpm_scale_<s>.se.<t>.squeeze``,
 ``distillation_scale_<s>.self_attention.<t>.<a>``, ``heads.<t>.last_layer``); task names are freqdense's
 (``semantic`` for the reference's ``semseg``). See docs/models/multitask_baselines.md.
 
-``fafe=`` (paper 000 §3.1: "inserted before the intermediate predictions at each scale") adds ``fafe_scale_<s>``
+``fafe=`` (FAFE §3.1: "inserted before the intermediate predictions at each scale") adds ``fafe_scale_<s>``
 in front of every ``scale_<s>`` initial prediction module, on that module's per-task input (``ch[s] + ch[s + 1]``
 channels, ``ch[last]`` at the coarsest scale where both tasks receive the same backbone feature and PI is the
 single-input one); the FD weights of each block are sized for its scale. See docs/methods/fafe.md.

@@ -1,7 +1,7 @@
 """The multi-task baseline: one shared backbone, one HRNetHead per task ("1-predict" in FAFE, Fu et al. MM'21).
 
-Same structure as Multi-Task-Learning-PyTorch's ``MultiTaskModel`` with HRNet heads (spec
-multitask_spectral_deeplab.md §1.1-1.2): every task head sees all backbone scales, predicts at stride 4, and the
+Same structure as Multi-Task-Learning-PyTorch's ``MultiTaskModel`` with HRNet heads
+(docs/reference_code.md#hrnet): every task head sees all backbone scales, predicts at stride 4, and the
 prediction is bilinearly upsampled to the input size. With one task it is the single-task baseline that Δm
 compares against. Task names follow the freqdense sample contract: ``semantic`` (reference: ``semseg``), ``depth``.
 """
@@ -103,7 +103,7 @@ class MultiTaskBaseline(nn.Module):
         self.backbone = backbone
         outputs = {"semantic": self.num_classes, "depth": 1}
         self.heads = nn.ModuleDict({t: HRNetHead(backbone.out_channels, outputs[t]) for t in self.tasks})
-        # FAFE's "1-predict" row (paper 000 Table 3): one block on the concatenated multi-scale feature that each
+        # FAFE's "1-predict" row (FAFE Table 3): one block on the concatenated multi-scale feature that each
         # head's 1x1 layers read (both tasks get the same tensor, so its PI is the single-input one).
         self.fafe_block = None
         if self.fafe is not None:
@@ -162,7 +162,7 @@ def multitask_baseline(
         pretrained: local ImageNet weights file for the backbone (never downloaded).
         backbone_kwargs: extra keywords for the backbone factory (e.g. ``{"output_stride": 16}``).
         fafe: FAFE options (``None`` = plain baseline), keys of :class:`~freqdense.nn.fafe.FAFEOptions`; one block
-            in front of the heads' 1x1 layers (paper 000 Table 3, "1-predict").
+            in front of the heads' 1x1 layers (FAFE Table 3, "1-predict").
     """
     options = FAFEOptions.from_config(fafe)  # validate before building the backbone
     return _build(

@@ -1,13 +1,13 @@
 """PAD-Net (Xu et al., CVPR'18) as in Multi-Task-Learning-PyTorch (``models/padnet.py``, ``fuse_hrnet: True``).
 
-Spec multitask_spectral_deeplab.md §1.4: backbone + :class:`~freqdense.models.heads.HRNetFuse` (all scales at
+Reference (docs/reference_code.md#pad-net): backbone + :class:`~freqdense.models.heads.HRNetFuse` (all scales at
 stride 4), initial per-task predictions (two Bottlenecks + 1x1 conv), multi-modal distillation and a final head per
-task (two Bottlenecks + 1x1 conv). This is FAFE's "2-predict" model (paper 000, Table 3); ``num_predictions=3``
+task (two Bottlenecks + 1x1 conv). This is FAFE's "2-predict" model (FAFE, Table 3); ``num_predictions=3``
 chains one more prediction + distillation stage ("3-predict": "the connection module between multiple prediction
 heads is borrowed from PAD-Net"). Module names follow the reference (``backbone.0`` trunk, ``backbone.1`` fuse,
 ``initial_task_prediction_heads.layers.<t>``, ``multi_modal_distillation.self_attention.<t>.<a>``, ``heads.<t>``).
 
-``fafe=`` (paper 000 §3.1: "inserted before intermediate predictions and final predictions separately") puts a
+``fafe=`` (FAFE §3.1: "inserted before intermediate predictions and final predictions separately") puts a
 FAFE block in front of every prediction stage: ``fafe_initial`` on the shared fused feature (270 channels for W18;
 both tasks receive it, so its PI is the single-input one that splits it into task streams), ``fafe_intermediate``
 (3-predict only) and ``fafe_final`` on the per-task distilled features (256 channels). Each block feeds the

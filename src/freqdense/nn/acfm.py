@@ -1,4 +1,4 @@
-"""Attention Cross Fusion Module (ACFM, FAFNet, paper 003 §3.3, Eq. 4-9).
+"""Attention Cross Fusion Module (ACFM, FAFNet §3.3, Eq. 4-9).
 
 Both modalities share one global descriptor ``G = GAP(cat(rgb, depth))`` (Eq. 4, 2C channels); one MLP per
 modality turns it into a sigmoid channel-attention vector (Eq. 5); each modality is re-weighted channel-wise
@@ -6,7 +6,8 @@ modality turns it into a sigmoid channel-attention vector (Eq. 5); each modality
 
 The MLP is ``Linear(2C, C/r) -> ReLU -> Linear(C/r, C) -> Sigmoid`` as in the official code's ``FilterLayer``
 (r = 16); the paper only says "a fully connected layer ... squeezes the channel number".
-``mode="fafnet"`` reproduces the official code (spec §3): both outputs are ``L ⊙ (rgb + depth)``.
+``mode="fafnet"`` reproduces the official code (docs/reference_code.md#fafnet-official-code): both outputs are
+``L ⊙ (rgb + depth)``.
 """
 
 from __future__ import annotations

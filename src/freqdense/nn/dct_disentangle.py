@@ -1,7 +1,7 @@
 """Frequency Disentanglement (FD) of FAFE: per-task low/high branches weighted in the DCT domain.
 
 Fu et al., "Lifting the Veil of Frequency in Joint Segmentation and Depth Estimation", ACM MM 2021, §3.2,
-Eq. (2)-(3), Fig. 3-4 (no official code; spec specs/multitask_spectral_deeplab.md §2.4):
+Eq. (2)-(3), Fig. 3-4 (no official code; docs/reference_code.md#fafe-fd-and-the-consistency-loss):
 
     F^low  = IDCT(DCT(conv_1(F)) * W^low),   F^high = IDCT(DCT(conv_2(F)) * W^high)
 

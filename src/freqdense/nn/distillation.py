@@ -1,7 +1,7 @@
 """Multi-modal distillation (PAD-Net, Xu et al. CVPR'18) and squeeze-excitation, as in Multi-Task-Learning-PyTorch.
 
-Spec multitask_spectral_deeplab.md §1.3-1.4. Module names equal the reference's (``self_attention.<t>.<a>.attention.0``,
-``.conv``; ``squeeze.0``/``squeeze.2``), so its state dicts load by key.
+Reference behaviour: docs/reference_code.md#mti-net and #pad-net. Module names equal the reference's
+(``self_attention.<t>.<a>.attention.0``, ``.conv``; ``squeeze.0``/``squeeze.2``), so its state dicts load by key.
 """
 
 from __future__ import annotations

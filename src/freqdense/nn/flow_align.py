@@ -1,8 +1,8 @@
-"""Flow Alignment Module (semantic flow, SFNet, Li et al. ECCV 2020; reused by FAFNet, paper 003 Eq. 10-13).
+"""Flow Alignment Module (semantic flow, SFNet, Li et al. ECCV 2020; reused by FAFNet, Eq. 10-13).
 
 A coarse feature map is warped *and* upsampled in one bilinear sampling step onto the grid of a fine map, along a
-2-channel "semantic flow" predicted from both maps. Semantics follow SFNet's ``AlignedModule`` exactly (spec
-``freqfusion_fam_rgbd.md`` §2.2, checklist §5.6):
+2-channel "semantic flow" predicted from both maps. Semantics follow SFNet's ``AlignedModule`` exactly
+(docs/reference_code.md#fam-forward):
 
 1. ``l = down_l(low)``, ``hd = up(down_h(high))`` (1x1 convs without bias; bilinear, ``align_corners=True``);
 2. ``flow = flow_make(cat([hd, l]))``: a k x k conv without bias, 2 output channels (x then y), *high first*;
@@ -10,9 +10,9 @@ A coarse feature map is warped *and* upsampled in one bilinear sampling step ont
    ``grid_sample(bilinear, zeros padding, align_corners)``.
 
 With ``align_corners=True`` (SFNet, default) a zero flow is bilinear ``align_corners=True`` upsampling. FAFNet's
-official code uses the same grid with ``align_corners=False`` (spec §3): zero flow is then *not* an identity
-(the map is stretched by w/(w-1) about the centre, border pixels half-blend with the zero padding); choose it only
-for parity with FAFNet checkpoints.
+official code uses the same grid with ``align_corners=False`` (docs/reference_code.md#fafnet-official-code): zero flow
+is then *not* an identity (the map is stretched by w/(w-1) about the centre, border pixels half-blend with the zero
+padding); choose it only for parity with FAFNet checkpoints.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["FlowAlignment", "flow_warp"]
 def flow_warp(feature: torch.Tensor, flow: torch.Tensor, *, align_corners: bool = True) -> torch.Tensor:
     """Sample ``feature`` on the output grid of ``flow`` displaced by ``flow`` (SFNet ``flow_warp``).
 
-    The base grid is ``x = linspace(-1, 1, w)``, ``y = linspace(-1, 1, h)`` (paper 003 Eq. 11) and the flow is
+    The base grid is ``x = linspace(-1, 1, w)``, ``y = linspace(-1, 1, h)`` (FAFNet Eq. 11) and the flow is
     divided by ``(w, h)`` of the *output* before being added (Eq. 12), so with ``align_corners=True`` one flow unit
     moves the sampling point by ``(W_in - 1) / (2 w)`` input pixels. Bilinear, zero padding (Eq. 13).
 
@@ -92,7 +92,7 @@ class FlowAlignment(nn.Module):
         self.flow_make = nn.Conv2d(2 * reduced_channels, 2, kernel_size, padding=kernel_size // 2, bias=False)
 
     def compute_flow(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """(B, 2, h, w) semantic flow at the fine resolution (paper 003 Eq. 10)."""
+        """(B, 2, h, w) semantic flow at the fine resolution (FAFNet Eq. 10)."""
         check_shape(low, "B C H W", name="low", C=self.down_l.in_channels)
         check_shape(high, "B C H W", name="high", C=self.down_h.in_channels)
         reduced_low = self.down_l(low)

@@ -2,8 +2,8 @@
 Prediction", TPAMI 2024. Official code: github.com/Linwei-Chen/FreqFusion @ 3fb0c70 (``FreqFusion.py``).
 
 A drop-in, pure-PyTorch replacement of the official module: same constructor keywords and defaults, same state-dict
-keys, the official forward order (specs/freqfusion_fam_rgbd.md §1.5) and the official output order. The three
-generators of the paper map to: ALPF = ``content_encoder`` + ``normalize_kernels`` + ``carafe`` (5x5, up 2);
+keys, the official forward order (docs/reference_code.md#freqfusion-forward-default-path) and the official output order.
+The three generators of the paper map to: ALPF = ``content_encoder`` + ``normalize_kernels`` + ``carafe`` (5x5, up 2);
 AHPF = ``content_encoder2`` + 3x3 ``carafe`` subtracted from the input; offset generator = ``dysampler``.
 Where the official code departs from the paper, and what this file does about inputs that are not exactly 2x, is in
 docs/methods/freqfusion.md.
@@ -197,7 +197,7 @@ class FreqFusion(nn.Module):
 
     def reset_parameters(self) -> None:
         """Official ``init_weights``: xavier-uniform on every conv (the offset generator's too), zero biases, then
-        normal(std=0.001) for the kernel generators (spec §1.3).
+        normal(std=0.001) for the kernel generators (docs/reference_code.md#freqfusion-initialisation).
         """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -216,7 +216,8 @@ class FreqFusion(nn.Module):
         return carafe(x, kernels, kernel_size, self.up_group, scale, padding_mode=self.carafe_padding)
 
     def _fuse(self, hr_feat: torch.Tensor, lr_feat: torch.Tensor) -> FreqFusionOutput:
-        """Official forward on exactly-2x inputs; step numbers are those of spec §1.5."""
+        """Official forward on exactly-2x inputs; step numbers are those of
+        docs/reference_code.md#freqfusion-forward-default-path."""
         kl, kh = self.lowpass_kernel, self.highpass_kernel
         hr_comp = self.hr_channel_compressor(hr_feat)  # step 1
         lr_comp = self.lr_channel_compressor(lr_feat)

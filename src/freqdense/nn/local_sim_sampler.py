@@ -1,9 +1,9 @@
 """FreqFusion's offset generator: similarity-guided 2x resampling (``LocalSimGuidedSampler``, attribute ``dysampler``).
 
 Chen et al., TPAMI 2024 (FreqFusion), offset generator; official code github.com/Linwei-Chen/FreqFusion @ 3fb0c70,
-digested in specs/freqfusion_fam_rgbd.md §1.6. A DySample-style "lp" sampler: offsets in low-resolution pixel
-units are predicted from GroupNorm-ed features and their local cosine similarities at both levels, then the
-already up-sampled feature is resampled by ``grid_sample`` in ``groups`` contiguous channel chunks.
+written down in docs/reference_code.md#offset-generator-localsimguidedsampler. A DySample-style "lp" sampler: offsets in
+low-resolution pixel units are predicted from GroupNorm-ed features and their local cosine similarities at both levels,
+then the already up-sampled feature is resampled by ``grid_sample`` in ``groups`` contiguous channel chunks.
 With zero conv weights and biases the offsets equal ``init_pos`` and the sampler is the identity.
 """
 

@@ -2,7 +2,8 @@
 
 Fu et al., "Lifting the Veil of Frequency in Joint Segmentation and Depth Estimation", ACM MM 2021, §3.2, Eq. (1).
 No official FAFE code exists; the paper derives PI from CSTrack's ``CCN`` (``lib/models/mot/cstrack.py``), whose
-exact behaviour is in specs/multitask_spectral_deeplab.md §2.2; the dual-input reading is §2.3.
+exact behaviour is in docs/reference_code.md#cstrack-ccn; the dual-input reading is
+docs/reference_code.md#fafe-pre-interaction.
 
 For inputs ``I1, I2`` of shape ``(B, C, H, W)``:
 
@@ -138,7 +139,8 @@ class PreInteraction(_CrossCorrelation):
 
 
 class DualPreInteraction(_CrossCorrelation):
-    """Dual-input PI (FAFE Eq. 1, spec §2.3): two maps of equal channels in, each attended with self/cross terms.
+    """Dual-input PI (FAFE Eq. 1, docs/reference_code.md#fafe-pre-interaction): two maps of equal channels in, each
+    attended with self/cross terms.
 
     Args and parameters as :class:`PreInteraction`; ``c_attention1`` embeds ``I1``, ``c_attention2`` embeds ``I2``.
     The two inputs may differ in spatial size (attention is ``C x C`` on the pooled grid).

@@ -1,8 +1,8 @@
-"""RGBDFuse: attention cross fusion then semantic-flow alignment of RGB and depth features (FAFNet, paper 003 §3.2).
+"""RGBDFuse: attention cross fusion then semantic-flow alignment of RGB and depth features (FAFNet §3.2).
 
 Chen et al., "FAFNet: Fully-Aligned Fusion Network for RGBD Semantic Segmentation based on Hierarchical Semantic
 Flows", IET Image Processing 2023. Official code: github.com/CaliforniaChen/FAFNet @ b9ec9fc (``RGBDAlignModule``
-in ``models/fafnet_alignD.py``; spec ``freqfusion_fam_rgbd.md`` §3). Paper defaults:
+in ``models/fafnet_alignD.py``; docs/reference_code.md#fafnet-official-code). Paper defaults:
 
 1. ACFM (Eq. 4-9, :class:`~freqdense.nn.AttentionCrossFusion`): ``RGB_fused``, ``Depth_fused``;
 2. two FAMs (Eq. 10-13) with same-size warps: ``Depth_warped = warp(Depth_fused)`` onto the grid of ``RGB_fused``
@@ -11,7 +11,7 @@ in ``models/fafnet_alignD.py``; spec ``freqfusion_fam_rgbd.md`` §3). Paper defa
 3. ``Feat_fused = RGB_warped + Depth_warped`` (Eq. 1) goes to the decoder;
 4. ``RGB <- RGB + RGB_warped``, ``Depth <- Depth + Depth_warped`` (Eq. 2-3) go to the next backbone stage.
 
-The official block differs (spec §3); ``RGBDFuse(C, acfm_mode="fafnet", fam_directions="depth_to_rgb",
+The official block differs (see the same section); ``RGBDFuse(C, acfm_mode="fafnet", fam_directions="depth_to_rgb",
 fam_reduction=None, align_corners=False, stream_update="average")`` reproduces it and loads its weights through
 :meth:`RGBDFuse.convert_fafnet_state_dict`. Choices are discussed in docs/models/fafnet.md.
 """
@@ -51,7 +51,7 @@ def flow_to_pixels(flow: torch.Tensor, *, align_corners: bool = True) -> torch.T
 
     Sign: the warped map samples the source at ``p + d(p)``, i.e. ``warped(p) = src(p + d(p))`` with ``p = (x, y)``
     in pixels of the flow's (output) grid; channel 0 is x, channel 1 is y. The FAM grid is ``linspace(-1, 1)``
-    plus ``flow / (w, h)`` (paper 003 Eq. 11-12), so:
+    plus ``flow / (w, h)`` (FAFNet Eq. 11-12), so:
 
     * ``align_corners=True`` (SFNet, default): ``d = flow * (w - 1) / (2 w)`` (x; y with h). Zero flow is the
       identity (or bilinear ``align_corners=True`` upsampling when the source is coarser; ``d`` is then in pixels

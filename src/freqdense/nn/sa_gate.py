@@ -1,7 +1,7 @@
 """Separation-and-Aggregation Gate (SA-Gate, Chen et al., ECCV 2020), the fusion block FAFNet compares against.
 
 Official code: github.com/charlesCXK/RGBD_Semantic_Segmentation_PyTorch @ 32b3f86, ``model/SA-Gate.nyu/net_util.py``
-(``FilterLayer``, ``FSP``, ``SAGate``); spec ``freqfusion_fam_rgbd.md`` §4. For RGB ``r`` and depth/HHA ``d``
+(``FilterLayer``, ``FSP``, ``SAGate``); docs/reference_code.md#sa-gate. For RGB ``r`` and depth/HHA ``d``
 features (B, C, H, W):
 
 1. feature separation (channel re-calibration): ``r~ = r + SE_r(GAP(cat(d, r))) ⊙ d``,

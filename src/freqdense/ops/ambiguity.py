@@ -1,10 +1,10 @@
 """Pixel-level ambiguity map of Ambiguity-Masking.
 
 Chen et al., "Frequency-Aware Self-Supervised Monocular Depth Estimation", WACV 2023, Sec. 4.3, Eq. 9-17;
-semantics of the official ``Trainer.extract_ambiguity`` (xingyuuchen/freq-aware-depth @ b33ca8e), digested in
-specs/selfsup_depth.md §1.4. A pixel is ambiguous ("mixed") when it lies strictly between its two neighbours along
-an axis in some channel (a monotone ramp / anti-aliased edge); its ambiguity is then the two-sided gradient
-magnitude ``sqrt(G_u^2 + G_v^2)`` with ``G_u = sum_c (|dL| + |dR|) / 2``.
+semantics of the official ``Trainer.extract_ambiguity`` (xingyuuchen/freq-aware-depth @ b33ca8e), written down in
+docs/reference_code.md#ambiguity-extraction. A pixel is ambiguous ("mixed") when it lies strictly between its two
+neighbours along an axis in some channel (a monotone ramp / anti-aliased edge); its ambiguity is then the two-sided
+gradient magnitude ``sqrt(G_u^2 + G_v^2)`` with ``G_u = sum_c (|dL| + |dR|) / 2``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["ambiguity_map"]
 
 
 def ambiguity_map(image: torch.Tensor) -> torch.Tensor:
-    """Ambiguity ``A = G * [same-sign]`` of every pixel (spec §1.4).
+    """Ambiguity ``A = G * [same-sign]`` of every pixel (docs/reference_code.md#ambiguity-extraction).
 
     ``same-sign`` is true where ``(I(x-1) - I(x)) * (I(x) - I(x+1)) > 0`` horizontally or vertically in at least
     one channel (zero outside the image, so never along an axis at the border). ``G`` is

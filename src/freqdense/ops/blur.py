@@ -1,8 +1,8 @@
 """Auto-Blur: frequency-adaptive Gaussian blur of the images the photometric loss sees.
 
 Chen et al., "Frequency-Aware Self-Supervised Monocular Depth Estimation", WACV 2023, Sec. 4.4, Eq. 18-21.
-Semantics of the official code (xingyuuchen/freq-aware-depth @ b33ca8e, ``networks/auto_blur.py``), as digested in
-specs/selfsup_depth.md §1.3: forward-difference gradient summed over channels, strict thresholds, a 9x9 box average
+Semantics of the official code (xingyuuchen/freq-aware-depth @ b33ca8e, ``networks/auto_blur.py``), written down in
+docs/reference_code.md#auto-blur: forward-difference gradient summed over channels, strict thresholds, a 9x9 box average
 that counts the zero padding (so the 1-pixel image frame is never blurred), a reflect-padded 11x11 Gaussian with
 sigma 5, and a per-pixel blend. Deviations: docs/methods/freq_aware_depth.md.
 """

@@ -3,8 +3,9 @@
 The transform over the last two dimensions is ``D_H @ X @ D_W^T`` (two matmuls per map), with ``D_n`` the
 orthonormal DCT-II matrix ``D[k, i] = a_k cos(pi k (2i + 1) / (2n))``, ``a_0 = sqrt(1/n)``, ``a_k = sqrt(2/n)``.
 It equals ``scipy.fft.dctn(x, type=2, norm="ortho", axes=(-2, -1))`` and is FcaNet's ``build_filter`` basis
-(specs/multitask_spectral_deeplab.md §2.5); FAFE's frequency disentanglement (§2.4) uses it. Being plain matmuls,
-it is differentiable, works for any size and batch shape, and exports to ONNX (the bases become initializers).
+(docs/reference_code.md#fcanet-dct-basis); FAFE's frequency disentanglement
+(docs/reference_code.md#fafe-fd-and-the-consistency-loss) uses it. Being plain matmuls, it is differentiable, works for
+any size and batch shape, and exports to ONNX (the bases become initializers).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Frequencies are integers in cycles per image, ``k = fftfreq(N) * N`` (``-(N-1)//2 .. N//2`` in FFT order): an
 ``N x N`` map carries ``|k| <= N // 2`` and a grid of ``n = 2 nu + 1`` points carries ``|k| <= nu``
-(specs/multitask_spectral_deeplab.md §3.1). A *shell* groups 2-D frequencies by one scalar ``nu``:
+(docs/reference_code.md#spectral-definitions-in-the-paper). A *shell* groups 2-D frequencies by one scalar ``nu``:
 
 - ``"square"`` (L-infinity): ``nu = max(|k_y|, |k_x|)``, the frequencies an ``n x n`` grid represents;
 - ``"radial"`` (L2): ``nu = round(sqrt(k_y^2 + k_x^2))``.

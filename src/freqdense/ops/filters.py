@@ -3,7 +3,7 @@
 ``hamming2d`` is the separable symmetric Hamming window ``outer(h, h)`` with ``h = np.hamming(k)``
 (``0.54 - 0.46 cos(2 pi n / (k - 1))``); FreqFusion multiplies its predicted kernels by it to bias them towards the
 centre tap. ``normalize_kernels`` is FreqFusion's ``kernel_normalizer``: softmax over the ``k^2`` taps of each
-group, times the window, renormalised to sum 1 (specs/freqfusion_fam_rgbd.md §1.4).
+group, times the window, renormalised to sum 1 (docs/reference_code.md#kernel-normalisation).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Spatial-frequency maps and Gaussian low-pass filtering for images.
 
 Chen et al., "Frequency-Aware Self-Supervised Monocular Depth Estimation", WACV 2023, Sec. 4.2, Eq. 6-9 and
-Eq. 18-19; reference semantics from the official Freq-Aware-Depth code (specs/selfsup_depth.md §1.3-1.4).
+Eq. 18-19; reference semantics from the official Freq-Aware-Depth code (docs/reference_code.md, "Auto-Blur" and
+"Ambiguity extraction").
 
 Conventions: ``u`` is the horizontal axis (width, last dim), ``v`` the vertical one, as in the official code
 (the paper's ``(i, j)`` indexing leaves this open). One-sided differences follow Eq. 6-7,
@@ -148,7 +149,7 @@ def gaussian_kernel1d(
 ) -> torch.Tensor:
     """Normalised 1-D Gaussian on positions ``-(k-1)/2 .. (k-1)/2``: ``exp(-t^2 / (2 sigma^2)) / sum``.
 
-    This is torchvision's ``GaussianBlur`` kernel (specs/selfsup_depth.md §1.3): the paper's Eq. 19 prefactor
+    This is torchvision's ``GaussianBlur`` kernel (docs/reference_code.md#auto-blur): the paper's Eq. 19 prefactor
     cancels in the normalisation.
 
     Args:

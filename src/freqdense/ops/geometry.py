@@ -1,6 +1,6 @@
 """Pinhole back-projection, projection and view warping with Monodepth2's conventions.
 
-Conventions (see /work/shared/specs/selfsup_depth.md, section 2.1, and ``data/sample.py``):
+Conventions (see docs/reference_code.md#monodepth2-layers and ``data/sample.py``):
 
 - camera frame x right, y down, z forward; pixel centres at integer coordinates, x then y;
 - ``backproject`` returns homogeneous points (B, 4, H*W) = [depth * K^-1 [x, y, 1]^T; 1] (``BackprojectDepth``);

@@ -2,7 +2,7 @@
 
 ``out[n, c, p] = sum_t x[n, c, floor(p / s) + t - k // 2] * K[n, g(c) * k^2 + t, p]`` over the ``k x k`` taps ``t``,
 for every output pixel ``p`` of the ``s``-times larger grid, ``g(c) = c // (C / group)``
-(specs/freqfusion_fam_rgbd.md §1.7). Taps outside the input count as zero (mmcv's CUDA kernel skips them);
+(docs/reference_code.md#carafe). Taps outside the input count as zero (mmcv's CUDA kernel skips them);
 ``padding_mode="reflect"`` instead reproduces the pure-torch fallback of the official FreqFusion file, which
 differs from mmcv only in a border band of ``(k // 2) * s`` output pixels.
 

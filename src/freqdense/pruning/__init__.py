@@ -1,5 +1,5 @@
 """Soft filter pruning (SFP, IJCAI 2018) and physical filter removal, as combined with feature truncation in
-paper 004. See docs/methods/soft_filter_pruning.md."""
+the spectral-analysis paper. See docs/methods/soft_filter_pruning.md."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ the consumers' input column(s) go. Chains found:
 
 Not removable, so zeroed filters stay as zero rows (no speed-up, same function): the stem conv, each bottleneck's
 last conv / BasicBlock's ``conv2`` and shortcut projections (their channels are summed with the residual), and
-anything not in a chain. This is the accounting of spec §4.3 (``f(p) = (4(1-p) + 9(1-p)^2 + 4(1-p)) / 17`` per
-bottleneck).
+anything not in a chain. This is the accounting of docs/reference_code.md#flops-accounting-that-reproduces-the-paper
+(``f(p) = (4(1-p) + 9(1-p)^2 + 4(1-p)) / 17`` per bottleneck).
 
 Exactness. A zero filter does not give a zero channel: after BN and ReLU it is the constant
 ``c_j = act(bn(bias_j))`` (eval mode, running statistics). Its contribution is folded into each consumer: into the

@@ -1,6 +1,6 @@
 """Soft filter pruning (He et al., "Soft Filter Pruning for Accelerating Deep CNNs", IJCAI 2018).
 
-Rules (spec multitask_spectral_deeplab.md §5, he-y/soft-filter-pruning ``Mask``):
+Rules (docs/reference_code.md#soft-filter-pruning, he-y/soft-filter-pruning ``Mask``):
 
 - criterion: the L2 norm of every output filter of a 4-D conv weight (``weight.view(out, -1).norm(dim=1)``, the
   whole ``in x k x k`` filter; the conv bias, if any, does not enter the norm);
@@ -14,8 +14,8 @@ Rules (spec multitask_spectral_deeplab.md §5, he-y/soft-filter-pruning ``Mask``
   training and may come back at the next :meth:`SoftFilterPruner.step` ("soft");
 - schedule: :meth:`~SoftFilterPruner.step` once before training, after every epoch and after the last one.
 
-Paper 004 prunes the encoder (backbone + ASPP) by 20/40/60 % and the decoder by 20 %: give one rate per scope
-(module-name prefix), e.g. :func:`encoder_decoder_scopes`.
+The spectral-analysis paper prunes the encoder (backbone + ASPP) by 20/40/60 % and the decoder by 20 %: give one rate
+per scope (module-name prefix), e.g. :func:`encoder_decoder_scopes`.
 """
 
 from __future__ import annotations
@@ -91,14 +91,14 @@ def encoder_decoder_scopes(
     *,
     encoder_output: Literal["encoder", "decoder"] = "decoder",
 ) -> dict[str, float]:
-    """Scopes for paper 004's split: encoder = ``model.encoder_modules`` (default ``("backbone",)``) at
-    ``encoder_rate``, every other top-level child at ``decoder_rate``.
+    """Scopes for the spectral-analysis paper's split: encoder = ``model.encoder_modules`` (default ``("backbone",)``)
+    at ``encoder_rate``, every other top-level child at ``decoder_rate``.
 
     ``encoder_output`` sets the rate of the encoder's output layers, ``model.encoder_output_modules`` (DeepLab v3+:
     the ASPP projection ``aspp.conv1``, whose 256 filters are the decoder's input channels): ``"decoder"`` (default)
     prunes them at the decoder rate, ``"encoder"`` at the encoder rate. Only the ``"decoder"`` scope reproduces
-    every pruned row of paper 004's Table 2 within 3 GFLOPs (98.6 / 77.2 / 59.3 vs 100 / 77 / 59 at grid 129;
-    ``"encoder"`` gives 98.6 / 74.0 / 53.0); see docs/methods/soft_filter_pruning.md.
+    every pruned row of the spectral-analysis paper's Table 2 within 3 GFLOPs (98.6 / 77.2 / 59.3 vs 100 / 77 / 59 at
+    grid 129; ``"encoder"`` gives 98.6 / 74.0 / 53.0); see docs/methods/soft_filter_pruning.md.
     """
     if encoder_output not in ("encoder", "decoder"):
         raise ConfigError(f"encoder_output must be 'encoder' or 'decoder', got {encoder_output!r}")

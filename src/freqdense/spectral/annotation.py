@@ -1,12 +1,13 @@
 """Block-wise weak annotation: labels on a coarse grid of ``n = 2 nu_max + 1`` points per axis.
 
 Chen, Chiu, Wu, AAAI 2020, Sec. 3.3 (Table 3, Fig. 6-7): "apply the low-resolution grid to the groundtruth
-annotation"; ``nu_max = 256`` on a 513 crop is the pixel-wise ground truth. Reading (specs/
-multitask_spectral_deeplab.md §3.3): grid points sit on the ``align_corners`` lattice ``p_i = i (N - 1) / (n - 1)``
-(pitch ``(N - 1) / (n - 1)``, i.e. 8/16/32 px for ``nu_max`` 32/16/8 at 513); every pixel belongs to its nearest
-grid point (ties go to the higher index), so edge blocks are half as wide. A block's label is the majority of its
-non-void pixels (ties -> the smallest class id; all void -> ``ignore_index``), or, with ``method="nearest"``, the
-label at the pixel nearest to the grid point. Upsampling back gives every pixel its block's label.
+annotation"; ``nu_max = 256`` on a 513 crop is the pixel-wise ground truth. Reading
+(docs/reference_code.md#block-wise-annotation): grid points sit on the ``align_corners`` lattice
+``p_i = i (N - 1) / (n - 1)`` (pitch ``(N - 1) / (n - 1)``, i.e. 8/16/32 px for ``nu_max`` 32/16/8 at 513); every pixel
+belongs to its nearest grid point (ties go to the higher index), so edge blocks are half as wide. A block's label is
+the majority of its non-void pixels (ties -> the smallest class id; all void -> ``ignore_index``), or, with
+``method="nearest"``, the label at the pixel nearest to the grid point. Upsampling back gives every pixel its block's
+label.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Chen, Chiu, Wu, "Spectral Analysis for Semantic Segmentation with Applications on Feature Truncation and Weak
 Annotation", AAAI 2020, Sec. 2.1 (Eq. 1-5) and Sec. 3.1 (Fig. 1-2). No official code; the reading follows
-specs/multitask_spectral_deeplab.md §3.2 and is documented in docs/methods/spectral_analysis.md.
+docs/reference_code.md#spectral-implementation-choices and is documented in docs/methods/spectral_analysis.md.
 
 With ``B(t, c)`` the one-hot labels (all-zero rows at void pixels) and ``N(t, c) = -log_softmax(Y)(t, c)`` the
 negative log-probabilities (``y_hat = y_p - y`` in the paper), Parseval gives
@@ -270,8 +270,9 @@ def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
 class SpectrumAccumulator:
     """Accumulates :func:`ce_spectrum` over a dataset (images may differ in size).
 
-    Default aggregation (spec §3.2 step 4): sum ``L_ce(nu)`` over images, then R on the totals; the mean of
-    per-image R curves is kept as well. Profiles are means over the images that have the shell.
+    Default aggregation (docs/reference_code.md#spectral-implementation-choices, item 4): sum ``L_ce(nu)`` over images,
+    then R on the totals; the mean of per-image R curves is kept as well. Profiles are means over the images that have
+    the shell.
 
     Example:
         >>> acc = SpectrumAccumulator()

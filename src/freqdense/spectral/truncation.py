@@ -3,7 +3,7 @@
 Chen, Chiu, Wu, AAAI 2020: Eq. 13-14 (Sec. 2.4, Table 1) and the feature truncation of Sec. 3.2 (Table 2):
 "down-sample the decoder features, including the ASPP high-level features and the backbone low-level features,
 from 129 x 129 to 65 x 65 or 33 x 33", run the whole decoder at that grid, upsample the logits
-(specs/multitask_spectral_deeplab.md §3.4). A grid of ``n = 2 nu_max + 1`` points carries ``|nu| <= nu_max``
+(docs/reference_code.md#feature-truncation). A grid of ``n = 2 nu_max + 1`` points carries ``|nu| <= nu_max``
 cycles per image, so truncating a 513-input decoder to 65 x 65 corresponds to ``R(32)``.
 """
 

@@ -81,7 +81,7 @@ class Task:
         loss_weights: weight per part key (default 1.0 each).
         aux_weight: weight of every auxiliary output ``"<part>:<name>"`` relative to its part's weight.
         inputs: sample keys passed positionally to the model (``model(*[batch[k] for k in inputs])``).
-        consistency: FAFE's local-aware consistency loss (paper 000 Eq. 4) between the final ``"semantic"`` logits
+        consistency: FAFE's local-aware consistency loss (FAFE Eq. 4) between the final ``"semantic"`` logits
             and ``"depth"`` prediction, both resized to the semantic label size; logged unweighted as the term
             ``"consistency"`` and added to the total with ``consistency.weight`` (lambda_3). Needs both parts.
     """

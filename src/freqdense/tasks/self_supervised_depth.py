@@ -1,6 +1,6 @@
-"""Self-supervised monocular depth (Monodepth2) with paper 001's Auto-Blur and Ambiguity-Masking.
+"""Self-supervised monocular depth (Monodepth2) with Freq-aware depth's Auto-Blur and Ambiguity-Masking.
 
-Per training batch (see docs/methods/selfsup_pipeline.md and /work/shared/specs/selfsup_depth.md §1.3-1.5, §2.3):
+Per training batch (see docs/methods/selfsup_pipeline.md and docs/reference_code.md#monodepth2-and-freq-aware-depth):
 
 1. The depth network sees the raw target image; the pose network sees raw frame pairs in temporal order
    (mode M / MS). Mode S / MS adds the right stereo view with its known pose ``pose_right``.

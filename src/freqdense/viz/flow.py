@@ -7,7 +7,7 @@ magenta-red 6 steps), the hue from the flow direction and the saturation from it
 y down, flow channel 0 = x, channel 1 = y, so a flow pointing right is red, down orange-yellow, left cyan and up
 violet-blue. Written from the published description; no code was copied.
 
-Panel (paper 003 Fig. 6): RGB | depth input | RGB with depth edges (the misalignment) | colour-coded flow with
+Panel (FAFNet Fig. 6): RGB | depth input | RGB with depth edges (the misalignment) | colour-coded flow with
 arrows | (the true displacement, when known) | feature overlays before and after alignment (RGB feature energy
 in red, depth feature energy in cyan: aligned structures turn white/grey, misaligned ones show red/cyan fringes).
 """

@@ -2,7 +2,7 @@
 
 Wang et al., "Deep High-Resolution Representation Learning for Visual Recognition", TPAMI 2020. Layouts follow
 the stage configs used by Multi-Task-Learning-PyTorch (``models/model_info/*.yml``) and HRNet-Image-Classification;
-see docs/models/backbones.md and the spec (multitask_spectral_deeplab.md §1.2). The network keeps four parallel
+see docs/models/backbones.md and docs/reference_code.md#hrnet. The network keeps four parallel
 branches (strides 4, 8, 16, 32) and repeatedly exchanges information between them ("fuse layers").
 """
 

@@ -1,4 +1,4 @@
-"""Multi-scale decoders with a switchable upsampler: bilinear or FreqFusion (paper 002)."""
+"""Multi-scale decoders with a switchable upsampler: bilinear or FreqFusion."""
 
 from __future__ import annotations
 

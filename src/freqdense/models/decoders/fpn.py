@@ -5,8 +5,8 @@ Structure (Lin et al. 2017 + the semantic-FPN merge of Kirillov et al. 2019):
 1. lateral 1x1 convs bring every backbone level to ``channels``;
 2. top-down, coarse to fine: ``P_i = L_i + up(P_{i+1})``. With ``fusion="freqfusion"`` the step is
    ``mask, hr, lr = FreqFusion(hr=L_i, lr=P_{i+1}); P_i = hr + lr`` as in the official mmdet neck
-   ``FreqFusionCARAFEFPN`` (spec freqfusion_fam_rgbd.md §1.9): the module low-pass upsamples the coarse feature
-   and high-pass enhances the lateral one, the add happens here;
+   ``FreqFusionCARAFEFPN`` (docs/reference_code.md#freqfusion-integrations-upstream): the module low-pass upsamples the
+   coarse feature and high-pass enhances the lateral one, the add happens here;
 3. a 3x3 conv-BN-ReLU per level;
 4. ``merge="sum"``: every level bilinearly resized to the finest and summed, then a 3x3 conv-BN-ReLU
    (semantic-FPN style); ``merge="finest"``: the finest level only.

@@ -3,13 +3,13 @@
 Bilinear (SegFormer): a 1x1 projection per level, every level bilinearly resized to the finest, concatenated,
 fused by a 1x1 conv-BN-ReLU.
 
-FreqFusion follows the official SegNeXt head ``LightHamHeadFreqAware`` (spec freqfusion_fam_rgbd.md §1.9; the repo has
-no SegFormer integration, and the author advises following the SegNeXt scheme): levels are visited coarse to fine;
-``x`` starts as the coarsest projection and each step runs ``FreqFusion(hr=proj_i, lr=x)`` with
-``compressed_channels = (C_hr + C_lr) // compress_ratio`` and sets ``x`` to the group-interleaved concatenation of
-``(hr_out, lr_up)`` (:func:`interleave_concat`), so the next step's ``groups`` contiguous channel chunks (the
-offset generator's groups) each hold matching hr/lr channels. The final ``x`` has ``L * channels`` channels, like
-the bilinear concat, and goes through the same 1x1 fuse.
+FreqFusion follows the official SegNeXt head ``LightHamHeadFreqAware``
+(docs/reference_code.md#freqfusion-integrations-upstream; the repo has no SegFormer integration, and the author advises
+following the SegNeXt scheme): levels are visited coarse to fine; ``x`` starts as the coarsest projection and each step
+runs ``FreqFusion(hr=proj_i, lr=x)`` with ``compressed_channels = (C_hr + C_lr) // compress_ratio`` and sets ``x`` to
+the group-interleaved concatenation of ``(hr_out, lr_up)`` (:func:`interleave_concat`), so the next step's ``groups``
+contiguous channel chunks (the offset generator's groups) each hold matching hr/lr channels. The final ``x`` has
+``L * channels`` channels, like the bilinear concat, and goes through the same 1x1 fuse.
 """
 
 from __future__ import annotations

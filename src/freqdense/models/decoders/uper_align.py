@@ -1,8 +1,9 @@
 """UPerNet head whose top-down upsampling is a Flow Alignment Module (SFNet ``UperNetAlignHead``; FAFNet's decoder).
 
 Li et al., "Semantic Flow for Fast and Accurate Scene Parsing", ECCV 2020 (github.com/lxtGH/SFSegNets @ ba475ba,
-``network/sfnet_resnet.py``; spec ``freqfusion_fam_rgbd.md`` §2.3), used unchanged as FAFNet's decoder (paper 003
-§3.1, official ``UperNetAlignHead(2048, fpn_dim=256)``). Structure, for backbone levels ``C_1..C_n`` finest first:
+``network/sfnet_resnet.py``; docs/reference_code.md#sfnet-head-upernetalignhead), used unchanged as FAFNet's decoder
+(FAFNet paper §3.1, official ``UperNetAlignHead(2048, fpn_dim=256)``). Structure, for backbone levels ``C_1..C_n``
+finest first:
 
 1. pyramid pooling on ``C_n``: average pooling to 1x1, 2x2, 3x3, 6x6, 1x1 conv-BN-ReLU each, bilinear back,
    concatenated with ``C_n``, 3x3 conv-BN-ReLU -> ``P_n`` (``channels``);
