@@ -14,11 +14,14 @@ def test_allowed_roots_cover_the_repo_and_tmp(tmp_path):
     assert not is_outside(tmp_path / "x.txt", roots)
 
 
-def test_home_and_sibling_folders_are_outside(tmp_path):
+def test_home_and_sibling_folders_are_outside():
     roots = allowed_roots()
     assert is_outside("/nonexistent-home/user/.cache/freqdense/synthetic/x.npz", roots)
-    assert is_outside(str(REPO) + "-sibling/file", roots)  # a prefix of the repo's name is not the repo
-    assert is_outside(REPO.parent / "shared" / "specs" / "x.md", roots)
+    # Prefix matching is by whole folders: a sibling whose name starts with the repo's is not the repo.
+    assert is_outside("/data/checkout-sibling/file", ("/data/checkout",))
+    assert not is_outside("/data/checkout/file", ("/data/checkout",))
+    assert is_outside("/data/shared/specs/x.md", ("/data/checkout", "/tmp"))
+    assert not is_outside("relative/file.txt", (os.getcwd(),))  # relative paths count from the current folder
 
 
 def test_the_hook_records_only_outside_paths(tmp_path):
