@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "if the resolved config differs from the run's config.yaml, train stops before writing anything and lists "
         "the differing keys; train into a new --out, or pass --resume-with-changes for the keys that may change "
         f"on resume ({', '.join(RESUMABLE_KEYS)}). Device, threads, workers and log cadence may always change.",
-        epilog="example: freqdense train synthetic/demo_multitask --out runs/demo schedule.total_steps=600 "
+        epilog="example: freqdense train synthetic/demo_multitask --out runs/mt schedule.total_steps=600 "
         "--resume-with-changes   (extend a finished 300-step run to 600 steps)",
     )
     p.add_argument("config", help="YAML file or shipped config name (see `freqdense list`)")

@@ -149,12 +149,10 @@ def check_resume_config(
     resumable = {k: v for k, v in diffs.items() if k in RESUMABLE_KEYS}
     listed = "; ".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in {**refused, **resumable}.items())
     if refused:
-        fix = "train into a new --out (or delete the directory to start over)"
+        fix = f"Train into a new --out, or delete {run_dir} to start over"
         if resumable:
             fix += f"; of these keys only {', '.join(resumable)} may change with --resume-with-changes"
-        raise ConfigError(
-            f"{run_dir} holds a run whose config ({source}) differs from this one: {listed}. To keep both, {fix}"
-        )
+        raise ConfigError(f"{run_dir} holds a run whose config ({source}) differs from this one: {listed}. {fix}")
     if resumable and not allow_changes:
         raise ConfigError(
             f"{run_dir} holds a run whose config ({source}) differs from this one: {listed}. Pass "
