@@ -193,3 +193,26 @@ def test_cli_export_uses_checkpoint_input_size(ort, tmp_path, monkeypatch, capsy
     assert "wrote" in capsys.readouterr().out
 
     assert main(["export", "runs/x", "--out", str(out), "--height", "32"]) == 1  # --width missing
+
+
+@pytest.mark.export
+def test_export_logs_a_heartbeat_while_torch_onnx_export_runs(ort, tmp_path, caplog, monkeypatch):
+    import threading
+    import time
+
+    from freqdense import _progress
+
+    real_export = torch.onnx.export
+
+    def slow_export(*args, **kwargs):  # the exporter gives no progress of its own: only the heartbeat can
+        time.sleep(0.3)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(_progress, "LOG_INTERVAL_S", 0.1)
+    monkeypatch.setattr(torch.onnx, "export", slow_export)
+    with caplog.at_level(logging.INFO):
+        export_onnx(TinyDense().eval(), tmp_path / "m.onnx", height=32, width=48)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("still exporting TinyDense to ONNX (dynamic H/W)... ") for m in messages)
+    assert any(m.startswith("checking the ONNX graph against PyTorch with ONNX Runtime") for m in messages)
+    assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat")]  # every heartbeat stopped

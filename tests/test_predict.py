@@ -77,7 +77,8 @@ def test_outputs_match_model_resized_back_to_each_image(images, tmp_path):
 
     sources = [images[0], images[1], images[2] / "c.png"]
     assert written[-1] == out / "predictions.json"
-    assert written[:-1] == [out / f"{p.stem}{s}" for p in sources for s in _SUFFIXES]
+    assert written[-2] == out / "depth_colorbar.png"  # once per output directory
+    assert written[:-2] == [out / f"{p.stem}{s}" for p in sources for s in _SUFFIXES]
     for src in sources:
         h, w = _load_rgb(src).shape[-2:]
         seg = Image.open(out / f"{src.stem}_seg.png")
@@ -139,7 +140,7 @@ def test_segmentation_only_model_default_palette_and_no_npy(images, tmp_path):
     assert Image.open(out / "a_seg.png").getpalette()[:9] == expected
 
     written = predict_images(ColourModel(("depth",)), images[:1], tmp_path / "d", meta=meta, save_npy=False)
-    assert [p.name for p in written] == ["a_depth.png", "predictions.json"]
+    assert [p.name for p in written] == ["a_depth.png", "depth_colorbar.png", "predictions.json"]
 
 
 def test_palette_shorter_than_classes_is_a_config_error(images, tmp_path):
@@ -201,9 +202,43 @@ def test_cli_predict_runs_load_model_then_predict(images, tmp_path, monkeypatch,
     rc = main(["predict", "runs/x", str(images[0]), str(images[2]), "--out", str(out), "--size", "8", "12"])
     assert rc == 0 and calls == ["runs/x"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{s}{suf}" for s in ("a", "c") for suf in _SUFFIXES] + ["predictions.json"]
+        [f"{s}{suf}" for s in ("a", "c") for suf in _SUFFIXES] + ["depth_colorbar.png", "predictions.json"]
     )
     assert json.loads((out / "predictions.json").read_text())["network_input_size"] == [8, 12]
     assert "img/s" not in capsys.readouterr().err  # no progress bar when stderr is not a terminal
 
     assert main(["predict", "runs/x", str(tmp_path / "nope.png"), "--out", str(out)]) == 1
+
+
+def test_depth_colours_use_one_stated_range_per_directory(images, tmp_path):
+    from freqdense.viz import colorize_depth_range
+
+    out = tmp_path / "fixed"
+    predict_images(ColourModel(("depth",)), images, out, meta=META, save_npy=True, depth_range=(1.5, 2.5))
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["depth_range_m"] == [1.5, 2.5] and "given" in summary["depth_range_source"]
+    for stem in ("a", "b", "c"):  # every image coloured on the given range, not its own
+        depth = np.load(out / f"{stem}_depth.npy")
+        png = np.asarray(Image.open(out / f"{stem}_depth.png").convert("RGB"))
+        np.testing.assert_array_equal(png, colorize_depth_range(depth, (1.5, 2.5)))
+    with Image.open(out / "depth_colorbar.png") as bar:
+        assert bar.width > 2 * bar.height  # a horizontal bar
+
+    auto = tmp_path / "auto"
+    predict_images(ColourModel(("depth",)), images, auto, meta=META, save_npy=True)
+    summary = json.loads((auto / "predictions.json").read_text())
+    near, far = summary["depth_range_m"]
+    first = np.load(auto / "a_depth.npy")
+    assert near <= np.percentile(first, 5) and far >= first.max()  # from the first image, rounded outwards
+    assert "a.png" in summary["depth_range_source"]
+    later = np.load(auto / "c_depth.npy")
+    png = np.asarray(Image.open(auto / "c_depth.png").convert("RGB"))
+    np.testing.assert_array_equal(png, colorize_depth_range(later, (near, far)))
+
+
+def test_cli_depth_range_option(images, tmp_path, monkeypatch):
+    monkeypatch.setattr(predict_cmd, "_load_model", lambda path: (ColourModel(("depth",)), dict(META)))
+    out = tmp_path / "cli"
+    assert main(["predict", "runs/x", str(images[0]), "--out", str(out), "--depth-range", "1", "3"]) == 0
+    assert json.loads((out / "predictions.json").read_text())["depth_range_m"] == [1.0, 3.0]
+    assert main(["predict", "runs/x", str(images[0]), "--out", str(out), "--depth-range", "3", "1"]) == 1

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._progress import heartbeat
 from .data.sample import DENSE_FLOAT_KEYS, IMAGE_KEYS
 from .errors import ConfigError, FreqdenseError
 
@@ -238,7 +239,7 @@ def export_onnx(
         gen = torch.Generator().manual_seed(seed)
         sizes = [(height, width)] + ([(height + 32, width + 64)] if dynamic_hw else [])
         examples = [_random_inputs(specs, 2 if i == 0 else 1, h, w, gen) for i, (h, w) in enumerate(sizes)]
-        with torch.no_grad():
+        with torch.no_grad(), heartbeat(f"running the PyTorch model at {height}x{width} (reference outputs)"):
             first = _run_model(model, _to(examples[0], device), where=f"{height}x{width}")
         names = _select_outputs(first, outputs)
         _check_meta(meta, first, names)
@@ -410,7 +411,7 @@ def _export_with_fallback(
             session = _session(ort, tmp)
             diffs = _compare(session, inputs[0], input_names, reference, names, atol, rtol)
             try:
-                with torch.no_grad():
+                with torch.no_grad(), heartbeat("running the PyTorch model at the second check size"):
                     out2 = _run_model(wrapper.model, _to(inputs[1], device), where="the second check size")
             except Exception as err:  # noqa: BLE001  (the model may accept only some sizes)
                 shape2 = tuple(inputs[1][0].shape)
@@ -465,21 +466,25 @@ def _export_to(
 ) -> None:
     Dim = torch.export.Dim
     dims = {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC} if dynamic_hw else {0: Dim.DYNAMIC}
-    # The wrapper takes *inputs: one dynamic-shape spec per positional input; shared B/H/W symbols are inferred.
-    program = torch.onnx.export(
-        wrapper,
-        example,
-        None,
-        dynamo=True,
-        input_names=list(input_names),
-        output_names=names,
-        opset_version=opset,
-        dynamic_shapes=(tuple(dict(dims) for _ in example),),
-        verbose=False,
-    )
-    proto = program.model_proto
-    _name_dynamic_dims(proto)
-    onnx.save_model(proto, str(tmp))
+    what = f"exporting {type(wrapper.model).__name__} to ONNX ({'dynamic' if dynamic_hw else 'static'} H/W)"
+    log.info("%s; large decoders (e.g. FreqFusion) can take many minutes on a CPU", what)
+    # torch.onnx.export has no loop to count: a heartbeat logs "still exporting..." every ~10 s.
+    with heartbeat(what):
+        # The wrapper takes *inputs: one dynamic-shape spec per positional input; shared B/H/W symbols are inferred.
+        program = torch.onnx.export(
+            wrapper,
+            example,
+            None,
+            dynamo=True,
+            input_names=list(input_names),
+            output_names=names,
+            opset_version=opset,
+            dynamic_shapes=(tuple(dict(dims) for _ in example),),
+            verbose=False,
+        )
+        proto = program.model_proto
+        _name_dynamic_dims(proto)
+        onnx.save_model(proto, str(tmp))
 
 
 def _name_dynamic_dims(proto: Any) -> None:
@@ -508,7 +513,8 @@ def _session(ort: Any, path: Path) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 4  # ORT errors reach us as exceptions; its own log line would only duplicate them
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        with heartbeat("loading the ONNX graph into ONNX Runtime"):
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001  (onnxruntime raises its own exception types)
         raise _OrtFailure(f"cannot load the graph: {type(err).__name__}: {_first_line(err)}") from err
 
@@ -524,8 +530,10 @@ def _compare(
 ) -> dict[str, float]:
     """Run ONNX Runtime on ``inputs`` and compare with ``reference``; returns max abs diff per output."""
     shape = tuple(inputs[0].shape)
+    log.info("checking the ONNX graph against PyTorch with ONNX Runtime on input %s", shape)
     try:
-        got = session.run(list(names), {n: x.numpy() for n, x in zip(input_names, inputs)})
+        with heartbeat(f"running ONNX Runtime on input {shape}"):
+            got = session.run(list(names), {n: x.numpy() for n, x in zip(input_names, inputs)})
     except Exception as err:  # noqa: BLE001
         raise _OrtFailure(f"running input {shape} failed: {type(err).__name__}: {_first_line(err)}") from err
     diffs: dict[str, float] = {}

@@ -4,8 +4,10 @@ For every input image ``<stem>.<ext>`` the output directory gets, at the image's
 
 * ``<stem>_seg.png``: indexed (palette, mode ``P``) PNG whose pixel values are the predicted class ids;
 * ``<stem>_seg_overlay.png``: the class colours blended over the image (alpha 0.5) with white boundaries;
-* ``<stem>_depth.png``: colour map (magma) of the inverse depth, near = bright;
-* ``<stem>_depth.npy``: float32 (H, W) depth in metres (unit recorded in ``predictions.json``).
+* ``<stem>_depth.png``: colour map (magma) of the inverse depth, near = bright, on one fixed range for the whole
+  output directory (``depth_range``; default: taken from the first image, see :func:`predict_images`);
+* ``<stem>_depth.npy``: float32 (H, W) depth in metres (unit recorded in ``predictions.json``);
+* ``depth_colorbar.png`` (once): the colour bar of that range, ticks in metres.
 
 Segmentation files are written when the model returns ``semantic``, depth files when it returns ``depth``.
 ``predictions.json`` lists the inputs, the files written per image, classes, palette and the depth unit.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._checks import check_shape
+from ._progress import Progress
 from .data.io import atomic_write, read_depth_png, read_image, read_npy, write_png_atomic
 from .data.sample import DENSE_FLOAT_KEYS
 from .data.transforms import resize
 from .errors import ConfigError, DataError
-from .viz import colorize_depth, default_palette, overlay, save_indexed_png
+from .viz import default_palette, overlay, save_indexed_png
+from .viz.depth_scale import check_depth_range, colorize_depth_range, depth_range_of, save_depth_colorbar
 
 __all__ = ["IMAGE_SUFFIXES", "find_images", "predict_images", "model_input_keys", "read_extra_input"]
 
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 #: Name of the summary file written next to the predictions.
 SUMMARY_NAME = "predictions.json"
+#: Colour bar of the depth PNGs, written once per output directory.
+DEPTH_COLORBAR_NAME = "depth_colorbar.png"
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -145,6 +149,7 @@ def predict_images(
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
     depth_png_scale: float = 1000.0,
+    depth_range: Sequence[float] | None = None,
 ) -> list[Path]:
     """Predict every image in ``inputs`` and write the files described in the module docstring.
 
@@ -171,6 +176,11 @@ def predict_images(
         scales: multi-scale inference factors (``[1.0]`` = off).
         flip: average with horizontally flipped inputs.
         depth_png_scale: units per metre of 16-bit depth PNGs among the extra inputs.
+        depth_range: ``(near, far)`` in metres of the depth colour maps, the same for every image (near and closer
+            brightest, far and farther darkest). Default: from the first image with valid predicted depth, its 5th
+            percentile to its maximum rounded outwards to 2 significant digits, then kept for all the others
+            (so the colours of one output directory are comparable; pass a range to compare directories). The
+            range and its source go to ``predictions.json``; ``depth_colorbar.png`` shows it in metres.
 
     Returns:
         The paths written, per image in input order, then ``predictions.json``.
@@ -207,10 +217,10 @@ def predict_images(
     if net_size is None:
         log.info("no input size given or in the checkpoint metadata; running at each image's own size")
 
-    writer = _Writer(out_dir, meta, save_npy)
+    writer = _Writer(out_dir, meta, save_npy, None if depth_range is None else check_depth_range(depth_range))
     writer.inference = {"inputs": list(keys), "scales": list(scales), "flip": flip}
     pending: list[tuple[Path, torch.Tensor, list[torch.Tensor]]] = []
-    with tqdm(total=len(files), desc="predict", unit="img", disable=not sys.stderr.isatty()) as bar:
+    with Progress("predict", len(files), unit="img") as bar:
         for path in files:
             image = read_image(path)
             net_in = [image if net_size is None else resize({"image": image}, net_size)["image"]]
@@ -231,6 +241,7 @@ def predict_images(
             _run_batch(net, pending, device, writer)
             bar.update(len(pending))
 
+    writer.write_colorbar()
     summary = writer.write_summary(net_size)
     log.info("wrote predictions for %d images to %s", len(files), out_dir)
     return [*writer.written, summary]
@@ -284,10 +295,14 @@ def _resize_to(x: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
 class _Writer:
     """Writes the per-image files and remembers them for ``predictions.json``."""
 
-    def __init__(self, out_dir: Path, meta: Mapping[str, Any], save_npy: bool) -> None:
+    def __init__(
+        self, out_dir: Path, meta: Mapping[str, Any], save_npy: bool, depth_range: tuple[float, float] | None
+    ) -> None:
         self.out_dir = out_dir
         self.meta = meta
         self.save_npy = save_npy
+        self.depth_range = depth_range
+        self.depth_range_source = "given (depth_range / --depth-range)" if depth_range is not None else None
         self.written: list[Path] = []
         self.records: list[dict[str, Any]] = []
         self.palette: np.ndarray | None = None
@@ -324,7 +339,22 @@ class _Writer:
             blend = overlay(image, labels, palette, alpha=0.5)
             outputs["seg_overlay"] = self._save(f"{stem}_seg_overlay.png", lambda p: write_png_atomic(blend, p))
         if depth_m is not None:
-            colours = colorize_depth(depth_m)
+            if self.depth_range is None:
+                self.depth_range = depth_range_of(depth_m)
+                if self.depth_range is not None:
+                    self.depth_range_source = (
+                        f"first image with valid depth ({source.name}): 5th percentile to maximum of its predicted "
+                        "depth, rounded outwards"
+                    )
+                    log.info(
+                        "depth colour maps span %g-%g m (from %s; set --depth-range MIN MAX to fix another range)",
+                        *self.depth_range,
+                        source.name,
+                    )
+            if self.depth_range is not None:
+                colours = colorize_depth_range(depth_m, self.depth_range)
+            else:  # no valid depth yet: every pixel is invalid, hence black
+                colours = np.zeros((*depth_m.shape, 3), dtype=np.uint8)
             outputs["depth"] = self._save(f"{stem}_depth.png", lambda p: write_png_atomic(colours, p))
             if self.save_npy:
                 outputs["depth_npy"] = self._save(f"{stem}_depth.npy", lambda p: _save_npy(depth_m, p))
@@ -336,6 +366,12 @@ class _Writer:
         self.written.append(path)
         return name
 
+    def write_colorbar(self) -> None:
+        """``depth_colorbar.png``: the fixed depth range of this directory's depth PNGs, in metres."""
+        if self.depth_range is None:
+            return
+        self._save(DEPTH_COLORBAR_NAME, lambda p: save_depth_colorbar(p, self.depth_range))
+
     def write_summary(self, net_size: tuple[int, int] | None) -> Path:
         payload = {
             "format": "freqdense-predictions",
@@ -345,10 +381,14 @@ class _Writer:
             "classes": list(self.meta["classes"]) if self.meta.get("classes") is not None else None,
             "palette": self.palette.tolist() if self.palette is not None else None,
             "depth_unit": self.meta.get("depth_unit", "m"),
+            "depth_range_m": list(self.depth_range) if self.depth_range is not None else None,
+            "depth_range_source": self.depth_range_source,
             "files": {
                 "seg": "indexed PNG (mode P); pixel value = class id, palette = class colours",
                 "seg_overlay": "RGB PNG; class colours blended over the image (alpha 0.5), boundaries white",
-                "depth": "RGB PNG; magma colour map of 1/depth (near = bright), limits [min, 95th percentile]",
+                "depth": "RGB PNG; magma colour map of 1/depth (near = bright) on depth_range_m (metres) for every "
+                "image, clipped outside; black = invalid",
+                "depth_colorbar": f"{DEPTH_COLORBAR_NAME}: the colour bar of depth_range_m, ticks in metres",
                 "depth_npy": "float32 (H, W) array of depth in depth_unit, at the input image's size",
             },
             "images": self.records,

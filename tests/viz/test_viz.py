@@ -116,7 +116,9 @@ def test_prediction_panel_seg_and_depth(tmp_path):
     gt_sem[0, 0] = 255
     pred_sem = np.full((h, w), 2)
     depth = torch.full((1, h, w), 2.0)
-    path = prediction_panel(image, gt_sem, pred_sem, depth, depth, PALETTE, tmp_path / "panel.png", gap=gap)
+    path = prediction_panel(
+        image, gt_sem, pred_sem, depth, depth, PALETTE, tmp_path / "panel.png", gap=gap, labelled=False
+    )
     with Image.open(path) as img:
         assert img.size == (3 * w + 2 * gap, 2 * h + gap)
         panel = np.asarray(img.convert("RGB"))

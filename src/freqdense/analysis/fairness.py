@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_shape
+from .._progress import progress
 from ..errors import DataError, ShapeError
 from ..losses.photometric import photometric_error
 from ..ops.ambiguity import ambiguity_map
@@ -153,7 +154,7 @@ def disparity_sweep(
     """
     offsets = torch.arange(-radius, radius + 1, dtype=left.dtype)
     losses, valid = [], torch.isfinite(disparity)
-    for k in offsets.tolist():
+    for k in progress(offsets.tolist(), "disparity sweep", unit="offset"):
         warped, inside = shift_by_disparity(right, disparity + k)
         losses.append(photometric_error(warped, left, ssim_weight))
         valid = valid & inside
@@ -367,7 +368,7 @@ def plot_fairness(result: dict[str, Any], out_dir: Path, *, pixel: tuple[int, in
         alpha=0.6,
         label=f"+ Auto-Blur (mean {result['auto_blur']['d_fair_mean']:.3f})",
     )
-    ax.set(xlabel="D_fair per pixel", ylabel="pixels")
+    ax.set(xlabel="D_fair per pixel", ylabel="pixels", title="fairness degree of the valid pixels")
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "fairness_hist.png")

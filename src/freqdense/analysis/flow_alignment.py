@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_shape
+from .._progress import progress
 from ..errors import ConfigError, DataError, ShapeError
 
 __all__ = [
@@ -152,7 +153,8 @@ def _iter_batches(dataset: Any, num: int | None, batch_size: int) -> Iterator[di
     n = len(dataset) if num is None else min(int(num), len(dataset))
     if n == 0:
         raise DataError("the dataset split is empty; check the split name and the dataset arguments")
-    yield from DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False)
+    yield from progress(loader, "flow alignment", unit="batch")
 
 
 def _forward_with_flows(model: nn.Module, inputs: Sequence[Tensor]) -> dict[str, Tensor]:
@@ -345,7 +347,7 @@ def write_alignment_panels(
 
     out_dir = Path(out_dir)
     paths = []
-    for index in indices:
+    for index in progress(indices, "alignment panels", unit="panel"):
         sample = dataset[int(index)]
         batch = {k: v[None] if isinstance(v, Tensor) else v for k, v in sample.items()}
         x = [t.to(device) for t in model_inputs(batch, inputs)]

@@ -73,22 +73,23 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.num < 0:
         raise ConfigError(f"--num must be >= 0, got {args.num}")
     config = _config_from_args(args)
+    from .._progress import Progress
+
     start = time.perf_counter()
-    step = max(1, args.num // 20)
+    with Progress(f"rendering synthetic {args.split} samples", args.num, unit="sample") as bar:
 
-    def progress(done: int, total: int) -> None:
-        if done % step == 0 or done == total:
-            log.info("%d/%d samples (%.1f s)", done, total, time.perf_counter() - start)
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
 
-    out = synthesize(
-        args.out,
-        num_samples=args.num,
-        split=args.split,
-        size=tuple(args.size),
-        seed=args.seed,
-        config=config,
-        progress=progress,
-    )
+        out = synthesize(
+            args.out,
+            num_samples=args.num,
+            split=args.split,
+            size=tuple(args.size),
+            seed=args.seed,
+            config=config,
+            progress=progress,
+        )
     sys.stdout.write(f"wrote {args.num} {args.split} samples to {out} in {time.perf_counter() - start:.1f} s\n")
     return 0
 
@@ -222,6 +223,7 @@ def run_hha(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from .._progress import progress
     from ..config import load_config
     from ..errors import DataError
     from ..ops.hha import depth_to_hha
@@ -246,8 +248,8 @@ def run_hha(args: argparse.Namespace) -> int:
     total = len(dataset) if args.num is None else min(args.num, len(dataset))
     # Cache indices 0..num-1: this run's samples plus those a previous, longer run left (still in the dataset).
     num = min(max(total, int(previous.get("num", 0))), len(dataset))
-    start, written, ids = time.perf_counter(), 0, []
-    for index in range(num):
+    written, ids = 0, []
+    for index in progress(range(num), f"HHA encoding of {cfg.data.dataset} {split}", unit="img"):
         path = out_dir / f"{index:06d}.png"
         if index >= total or path.exists():
             # Cached: the PNG stays; its id comes from the old index, or from the sample (one read, no encoding).
@@ -272,8 +274,6 @@ def run_hha(args: argparse.Namespace) -> int:
         meta = sample.get("meta")
         ids.append(str(meta["id"]) if isinstance(meta, dict) and meta.get("id") is not None else None)
         written += 1
-        if written % 50 == 0:
-            log.info("%d/%d HHA images (%.1f s)", index + 1, total, time.perf_counter() - start)
     meta = {
         "dataset": cfg.data.dataset,
         "split": split,

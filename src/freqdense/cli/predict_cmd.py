@@ -20,8 +20,9 @@ def register(subparsers: Any) -> None:
         help="run a trained model on images; write label PNGs, overlays and depth maps",
         description=(
             "For each image writes <stem>_seg.png (indexed label map), <stem>_seg_overlay.png, <stem>_depth.png "
-            "(inverse-depth colour map) and <stem>_depth.npy (float32 metres) to --out, at the image's size, "
-            "plus predictions.json. See docs/export_and_predict.md."
+            "(inverse-depth colour map on one fixed range for the whole --out, see --depth-range) and "
+            "<stem>_depth.npy (float32 metres) to --out, at the image's size, plus depth_colorbar.png (the colour "
+            "bar in metres) and predictions.json. See docs/export_and_predict.md."
         ),
     )
     p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint directory")
@@ -51,6 +52,15 @@ def register(subparsers: Any) -> None:
         "--scales", type=float, nargs="+", default=[1.0], metavar="S", help="multi-scale inference, e.g. 0.75 1 1.25"
     )
     p.add_argument("--flip", action="store_true", help="average with horizontally flipped inputs")
+    p.add_argument(
+        "--depth-range",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="depth colour range in metres for every <stem>_depth.png (MIN and closer brightest, MAX and farther "
+        "darkest). Default: from the first image with valid depth (its 5th percentile to its maximum, rounded "
+        "outwards), kept for all images of the run; predictions.json and depth_colorbar.png state it",
+    )
     p.set_defaults(func=run)
 
 
@@ -79,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         scales=args.scales,
         flip=args.flip,
         depth_png_scale=args.depth_png_scale,
+        depth_range=args.depth_range,
     )
     log.info("%d files in %s (summary: %s)", len(written), args.out, written[-1].name)
     return 0

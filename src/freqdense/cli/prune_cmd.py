@@ -32,17 +32,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._progress import heartbeat
     from ..engine.checkpoint import load_model
     from ..pruning.training import prune_checkpoint
 
-    big, _ = load_model(args.checkpoint)
-    small, ckpt = prune_checkpoint(
-        args.checkpoint,
-        args.out,
-        encoder_rate=args.encoder_rate,
-        decoder_rate=args.decoder_rate,
-        encoder_output=args.encoder_output,
-    )
+    # No loop to count: a heartbeat logs "still <stage>... 20 s" every ~10 s while a stage runs.
+    with heartbeat(f"loading {args.checkpoint}") as beat:
+        big, _ = load_model(args.checkpoint)
+        beat.set(f"pruning {args.checkpoint} (SFP mask, filter removal, saving to {args.out})")
+        small, ckpt = prune_checkpoint(
+            args.checkpoint,
+            args.out,
+            encoder_rate=args.encoder_rate,
+            decoder_rate=args.decoder_rate,
+            encoder_output=args.encoder_output,
+        )
     n_big = sum(p.numel() for p in big.parameters())
     n_small = sum(p.numel() for p in small.parameters())
     sys.stdout.write(f"parameters {n_big:,} -> {n_small:,} ({n_small / n_big:.3f}); checkpoint {ckpt}\n")

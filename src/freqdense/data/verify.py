@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .._progress import progress
 from ..errors import DataError
 from .sample import IGNORE_INDEX, depth_valid_mask
 from .validate import validate_sample
@@ -57,7 +58,7 @@ def verify_dataset(
     ignore = getattr(dataset, "ignore_index", IGNORE_INDEX)
     report = DatasetReport(label_counts=[0] * (num_classes or 0))
     total = len(dataset) if limit is None else min(limit, len(dataset))
-    for index in range(total):
+    for index in progress(range(total), "verifying samples", unit="sample"):
         source = f"{type(dataset).__name__}[{index}]"
         try:
             sample = dataset[index]

@@ -18,7 +18,15 @@ from .distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PreparedDataset", "ResumableSampler", "ShardSampler", "build_dataset", "train_loader", "eval_loader"]
+__all__ = [
+    "PreparedDataset",
+    "ResumableSampler",
+    "ShardSampler",
+    "build_dataset",
+    "render_ahead",
+    "train_loader",
+    "eval_loader",
+]
 
 
 def _accepts_rng(transform: Callable) -> bool:
@@ -124,6 +132,18 @@ def build_dataset(cfg: DataConfig, split: str, *, train: bool, seed: int = 0) ->
     )
 
 
+def render_ahead(dataset: Dataset, info: DistInfo) -> int:
+    """Fill a dataset's render cache before the loader reads it (datasets with ``render_cache``, e.g. synthetic).
+
+    Each process renders its share (indices ``rank, rank + world_size, ...``), with progress on the main one, so
+    that the first epoch does not stall silently. Returns the number of samples this process rendered.
+    """
+    render = getattr(dataset, "render_cache", None)
+    if not callable(render):
+        return 0
+    return int(render(range(info.rank, len(dataset), info.world_size), enabled=info.is_main))
+
+
 def _loader_generator(seed: int) -> torch.Generator:
     # A private generator: creating a DataLoader iterator must not consume the global torch RNG (resume exactness).
     g = torch.Generator()
@@ -139,6 +159,7 @@ def train_loader(dataset: PreparedDataset, cfg: DataConfig, info: DistInfo, *, s
             f"data: the training split has {len(dataset)} samples, fewer than one batch "
             f"(batch_size {cfg.batch_size} x {info.world_size} process(es)); lower data.batch_size or add samples"
         )
+    render_ahead(dataset, info)
     sampler = ResumableSampler(dataset, info, seed=seed)
     return DataLoader(
         dataset,
@@ -152,6 +173,7 @@ def train_loader(dataset: PreparedDataset, cfg: DataConfig, info: DistInfo, *, s
 
 
 def eval_loader(dataset: Dataset, cfg: DataConfig, info: DistInfo) -> DataLoader:
+    render_ahead(dataset, info)
     return DataLoader(
         dataset,
         batch_size=cfg.val_batch_size,

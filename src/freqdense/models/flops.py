@@ -130,8 +130,10 @@ def truncation_flops_table(
         One dict per grid: ``grid``, ``encoder_flops``, ``decoder_flops``, ``total_flops``, ``reduction``
         (fraction of the first row's total saved), ``encoder_params``, ``decoder_params``, ``total_params``.
     """
+    from .._progress import progress
+
     rows: list[dict[str, Any]] = []
-    for grid in grids:
+    for grid in progress(grids, f"FLOPs of {model} per decoder grid", unit="grid"):
         parts = {r.part: r for r in count_model_flops(model, input_size, decoder_grid=grid, **kwargs)}
         enc = parts.get("encoder", PartCount("encoder", 0, 0))
         dec = parts.get("decoder", PartCount("decoder", 0, 0))

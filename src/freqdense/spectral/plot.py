@@ -16,7 +16,7 @@ import torch
 from .gradient import SpectralGradient
 from .spectrum import DatasetSpectrum
 
-__all__ = ["plot_ce_spectrum", "plot_spectral_gradient", "plot_relative_iou"]
+__all__ = ["ce_spectrum_figure", "plot_ce_spectrum", "plot_spectral_gradient", "plot_relative_iou"]
 
 
 def _new_figure(width: float, height: float) -> Any:
@@ -30,7 +30,18 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
+def _thin_symlog_ticks(fig: Any) -> None:
+    """Drop tick labels that would overprint on symlog axes (``10^1``, ``0``, ``-10^1`` a few pixels apart)."""
+    from ..viz.ticks import thin_overlapping_ticks
+
+    for ax in fig.axes:
+        for which in ("x", "y"):
+            if (ax.get_xscale() if which == "x" else ax.get_yscale()) == "symlog":
+                thin_overlapping_ticks(ax, which, keep=(0.0,), pad_px=3.0)
+
+
 def _save(fig: Any, path: str | Path) -> Path:
+    _thin_symlog_ticks(fig)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -52,42 +63,56 @@ def plot_ce_spectrum(
     """Fig. 1 / Fig. 2 layout: ``L_ce(nu)``, ``R(nu_max)``, ``|y_hat(nu)|`` and ``|b(nu)|`` (both normalised by
     their maxima), one curve per entry (e.g. datasets, models, or ``"init"``/``"final"`` training stages).
 
+    The axes are symlog (``L_ce`` has negative components); their tick labels are thinned so that they never
+    overprint (:func:`freqdense.viz.ticks.thin_overlapping_ticks`, ``0`` kept).
+
     Args:
         spectra: label -> :class:`~freqdense.spectral.spectrum.DatasetSpectrum`.
         path: output image (``.png``, ``.pdf``, ...).
         max_frequency: clip the frequency axis.
-        title: figure title.
+        title: figure title (default: names the quantities).
 
     Returns:
         ``path``.
     """
+    return _save(ce_spectrum_figure(spectra, max_frequency=max_frequency, title=title), path)
+
+
+def ce_spectrum_figure(
+    spectra: Mapping[str, DatasetSpectrum], *, max_frequency: int | None = None, title: str | None = None
+) -> Any:
+    """The matplotlib Figure of :func:`plot_ce_spectrum` (Agg canvas, tick labels already thinned)."""
     fig = _new_figure(10, 7)
     axes = fig.subplots(2, 2)
     panels = [
-        (axes[0, 0], "loss", r"$L_{ce}(\nu)$", False),
-        (axes[0, 1], "relative_discrepancy", r"$R(\nu_{max})$", False),
-        (axes[1, 0], "logit_magnitude", r"$|\hat{y}(\nu)|$ / max", True),
-        (axes[1, 1], "label_magnitude", r"$|b(\nu)|$ / max", True),
+        (axes[0, 0], "loss", r"$L_{ce}(\nu)$", False, "CE loss per frequency shell"),
+        (axes[0, 1], "relative_discrepancy", r"$R(\nu_{max})$", False, r"share of the CE above $\nu_{max}$"),
+        (axes[1, 0], "logit_magnitude", r"$|\hat{y}(\nu)|$ / max", True, "logit spectrum magnitude (normalised)"),
+        (axes[1, 1], "label_magnitude", r"$|b(\nu)|$ / max", True, "label spectrum magnitude (normalised)"),
     ]
-    for ax, field, ylabel, normalise in panels:
+    for ax, field, ylabel, normalise, panel_title in panels:
         for name, spec in spectra.items():
             y = getattr(spec, field).detach().cpu().to(torch.float64)
             if normalise:
                 y = _normalised(y)
             n = len(y) if max_frequency is None else min(len(y), max_frequency + 1)
             ax.plot(range(n), y[:n].tolist(), label=name, linewidth=1.2)
-        ax.set_xlabel(r"$\nu$" if field != "relative_discrepancy" else r"$\nu_{max}$")
-        ax.set_ylabel(ylabel)
+        frequency = r"$\nu$" if field != "relative_discrepancy" else r"$\nu_{max}$"
+        ax.set_xlabel(f"{frequency} [cycles per image]")
         if field == "loss":  # the DC term dwarfs the rest; symlog keeps the negative components visible
             peak = max(float(getattr(s, field).abs().max()) for s in spectra.values())
-            ax.set_yscale("symlog", linthresh=max(peak * 1e-4, 1e-12))
+            linthresh = max(peak * 1e-4, 1e-12)
+            ylabel += f"\n(symlog: linear within $\\pm${linthresh:.2g})"
         else:
-            ax.set_yscale("symlog", linthresh=1e-3)
+            linthresh = 1e-3
+        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    fig.suptitle(title or r"CE spectrum $L_{ce}(\nu)$ and $R(\nu_{max})$")
+    _thin_symlog_ticks(fig)
+    return fig
 
 
 def plot_spectral_gradient(gradients: Mapping[str, SpectralGradient], path: str | Path) -> Path:
@@ -102,24 +127,31 @@ def plot_spectral_gradient(gradients: Mapping[str, SpectralGradient], path: str 
         raise ValueError("plot_spectral_gradient needs at least one SpectralGradient")
     rows = max(len(g.frequencies) for g in gradients.values())
     cols = len(gradients)
-    fig = _new_figure(2.6 * cols, 2.4 * rows)
+    fig = _new_figure(2.6 * cols + 1.4, 2.4 * rows + 0.7)
     axes = fig.subplots(rows, cols, squeeze=False)
+    image = None
     for c, (name, grad) in enumerate(gradients.items()):
         for r in range(rows):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if r >= len(grad.frequencies):
                 ax.set_axis_off()
                 continue
             mag = torch.fft.fftshift(grad.magnitude[r].detach().cpu(), dim=(-2, -1))
             hx, wx = mag.shape
             extent = (-(wx // 2) - 0.5, (wx - 1) // 2 + 0.5, (hx - 1) // 2 + 0.5, -(hx // 2) - 0.5)
-            ax.imshow(_normalised(mag).numpy(), cmap="viridis", extent=extent, vmin=0.0, vmax=1.0)
+            image = ax.imshow(_normalised(mag).numpy(), cmap="viridis", extent=extent, vmin=0.0, vmax=1.0)
+            ax.tick_params(labelsize=7)
             if r == 0:
                 ax.set_title(name, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(rf"$\nu_i$ = {grad.frequencies[r]}")
+            if r == len(grad.frequencies) - 1:
+                ax.set_xlabel(r"$\nu_j$ horizontal", fontsize=8)
+            ylabel = r"$\nu_j$ vertical"
+            ax.set_ylabel(rf"$\nu_i$ = {grad.frequencies[r]}" + "\n" + ylabel if c == 0 else ylabel, fontsize=8)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.8)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(r"$|\partial L_{ce}(\nu_i) / \partial x(\nu_j)|$ / max", fontsize=8)
+    fig.suptitle("spectral gradient\n" + r"rows: CE frequency $\nu_i$; axes: feature frequency $\nu_j$", fontsize=9)
     return _save(fig, path)
 
 
@@ -146,8 +178,9 @@ def plot_relative_iou(
         for text, x, y in zip((annotations or {}).get(name, ()), r, rel):
             ax.annotate(str(text), (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
     ax.set_xscale("symlog", linthresh=1e-3)
-    ax.set_xlabel(r"$R(\nu_{max})$")
+    ax.set_xlabel(r"$R(\nu_{max})$ (symlog: linear within $\pm$0.001)")
     ax.set_ylabel("relative IoU")
+    ax.set_title(r"relative IoU vs. $R(\nu_{max})$", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

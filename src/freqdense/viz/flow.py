@@ -22,6 +22,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from .colormaps import ArrayLike, _as_rgb_uint8, _to_numpy, colorize_depth
+from .depth_scale import colorize_depth_range, depth_range_of, draw_depth_colorbar
+from .ticks import thin_overlapping_ticks
 
 __all__ = [
     "color_wheel",
@@ -252,6 +254,7 @@ def flow_panel(
     rgb = _as_rgb_uint8(image)
     h, w = rgb.shape[:2]
     tiles: list[tuple[str, np.ndarray, Any]] = [("RGB", rgb, None)]
+    depth_range = None
     if depth is not None:
         d = _to_numpy(depth).astype(np.float64)
         while d.ndim > 3 and d.shape[0] == 1:
@@ -260,7 +263,9 @@ def flow_panel(
             tiles.append(("HHA input", _as_rgb_uint8(d), None))
         else:
             d2 = d[0] if d.ndim == 3 else d
-            tiles.append(("depth input", colorize_depth(d2), None))
+            depth_range = depth_range_of(d2)
+            coloured = colorize_depth_range(d2, depth_range) if depth_range else colorize_depth(d2)
+            tiles.append(("depth input", coloured, None))
             mixed = rgb.copy()
             mixed[_edges(d2)] = (0, 255, 255)
             tiles.append(("RGB + depth edges", mixed, None))
@@ -274,9 +279,11 @@ def flow_panel(
         if feats is not None:
             tiles.append((name, feature_overlay(feature_energy(feats[0]), feature_energy(feats[1]), size=(h, w)), None))
 
+    bars: list[tuple[Any, tuple[float, float]]] = []
     cols = min(4, len(tiles))
     rows = math.ceil(len(tiles) / cols)
-    fig = Figure(figsize=(3.2 * cols, rows * (3.2 * h / max(w, 1) + 0.45) + (0.4 if title else 0.1)), dpi=dpi)
+    # 0.75 in per row below the tiles: the keys under the depth, flow and feature tiles
+    fig = Figure(figsize=(3.2 * cols, rows * (3.2 * h / max(w, 1) + 0.75) + (0.4 if title else 0.1)), dpi=dpi)
     FigureCanvasAgg(fig)
     for i, (name, tile, arrows) in enumerate(tiles):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -288,14 +295,43 @@ def flow_panel(
             draw_flow_arrows(ax, arrows, step=arrow_step, scale=arrow_scale, stride=stride)
             ax.set_xlim(-0.5, w - 0.5)
             ax.set_ylim(h - 0.5, -0.5)
+            _wheel_key(ax)
+            limit = f"{max_flow * stride:.2g} image px" if max_flow else "0"
+            _caption(ax, f"hue: direction (key, top right)\nwhite to full colour: length 0 to {limit}")
         else:
             ax.imshow(tile, interpolation="nearest")
+            if name == "depth input" and depth_range is not None:
+                cax = ax.inset_axes((0.0, -0.1, 1.0, 0.06))
+                draw_depth_colorbar(fig, cax, depth_range, orientation="horizontal", fontsize=6, thin=False)
+                bars.append((cax, depth_range))
+            elif name == "RGB + depth edges":
+                _caption(ax, "cyan: depth discontinuities")
+            elif name.startswith("features"):
+                _caption(ax, "red: RGB feature energy, cyan: depth\nwhite: both (aligned)")
         ax.set_title(name, fontsize=8)
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    for cax, rng in bars:
+        thin_overlapping_ticks(cax, "x", keep=(1.0 / rng[1], 1.0 / rng[0]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=dpi)
     return path
+
+
+def _caption(ax: Any, text: str) -> None:
+    """A small key under an image tile (axes are off, so no xlabel)."""
+    ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=6.5, color="0.25")
+
+
+def _wheel_key(ax: Any, size: int = 41) -> None:
+    """The colour wheel as an inset key in the tile's top-right corner: the colour of a flow in each direction."""
+    r = np.linspace(-1.0, 1.0, size)
+    x, y = np.meshgrid(r, r)
+    disc = flow_to_color(np.stack([x, y]), max_flow=1.0)
+    rgba = np.concatenate([disc, np.where(np.hypot(x, y) <= 1.0, 255, 0)[..., None].astype(np.uint8)], axis=-1)
+    key = ax.inset_axes((0.76, 0.70, 0.22, 0.28))
+    key.imshow(rgba, interpolation="bilinear")
+    key.set_axis_off()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..._progress import progress
 from ...errors import ConfigError, DataError
 from ..sample import Sample
 from .camera import intrinsics
@@ -22,6 +24,8 @@ from .sensor import flow_field
 from .storage import SampleCache, default_cache_dir, read_meta, read_record
 
 __all__ = ["MODALITIES", "DEFAULT_SPLIT_SIZES", "SyntheticScenes", "synthetic"]
+
+log = logging.getLogger(__name__)
 
 #: Modality names accepted by ``modalities=`` and the Sample keys each one returns. ``intrinsics`` and
 #: ``meta`` are always returned. Sample key names (e.g. ``"image_right"``) select their whole modality.
@@ -216,6 +220,49 @@ class SyntheticScenes(Dataset):
                     self.cache.put(self.split, index, group, arrays)
             record.update(arrays)
         return record
+
+    def uncached(self, indices: Iterable[int] | None = None) -> list[int]:
+        """The sample indices (default: all) whose records are not in the render cache yet.
+
+        Empty when the dataset has no cache (``cache=False``, or ``root`` given): nothing can be rendered ahead.
+        """
+        if self.cache is None:
+            return []
+        indices = range(self.num_samples) if indices is None else indices
+        return [
+            int(i) for i in indices if any(not self.cache.path(self.split, int(i), g).is_file() for g in self.groups)
+        ]
+
+    def render_cache(self, indices: Iterable[int] | None = None, *, enabled: bool = True) -> int:
+        """Render the uncached samples of ``indices`` (default: all) into the cache, showing progress.
+
+        Without it the samples are rendered lazily the first time they are read, which stalls the first epoch
+        (about 0.04 s per 96x128 scene on one core, minutes for a few thousand scenes) with no sign of what is
+        going on; ``freqdense train`` calls this before the first step. A bar on a terminal, else a log line
+        every ~10 s (:mod:`freqdense._progress`).
+
+        Args:
+            indices: sample indices to render (e.g. one rank's share).
+            enabled: False renders without any output (non-main processes).
+
+        Returns:
+            How many samples were rendered (0 when all were cached or there is no cache).
+        """
+        todo = self.uncached(indices)
+        if not todo:
+            return 0
+        if enabled:
+            log.info(
+                "rendering %d of %d synthetic %s scenes at %dx%d into the cache %s (once per config, size and seed)",
+                len(todo),
+                self.num_samples,
+                self.split,
+                *self.size,
+                self.cache.dir,  # type: ignore[union-attr]
+            )
+        for index in progress(todo, f"rendering synthetic {self.split} scenes", unit="scene", enabled=enabled):
+            self.record(index)
+        return len(todo)
 
     def __getitem__(self, index: int) -> Sample:
         if not -self.num_samples <= index < self.num_samples:
