@@ -179,6 +179,14 @@ PUBLIC = {
         "pruned_structure",
         "remove_pruned_filters",
     ],
+    "freqdense.report": [
+        "analysis_out",
+        "detect_kind",
+        "render_report",
+        "run_dir_of",
+        "try_write_report",
+        "write_report",
+    ],
 }
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["FreqdenseError", "ConfigError", "ShapeError", "UnknownNameError", "DataError", "CheckpointError"]
+__all__ = [
+    "FreqdenseError",
+    "ConfigError",
+    "ShapeError",
+    "UnknownNameError",
+    "DataError",
+    "CheckpointError",
+    "ReportError",
+]
 
 
 class FreqdenseError(Exception):
@@ -30,3 +38,7 @@ class DataError(FreqdenseError, ValueError):
 
 class CheckpointError(FreqdenseError, RuntimeError):
     """A checkpoint is missing, corrupt or does not match the model."""
+
+
+class ReportError(FreqdenseError, ValueError):
+    """A directory given to ``freqdense report`` is missing, of an unknown kind or holds unreadable files."""

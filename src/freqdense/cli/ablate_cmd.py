@@ -3,7 +3,8 @@
 Trains every config over the seeds (``freqdense.engine.ablate.run_ablation``) and writes a markdown table in the
 shape of FAFE Table 1 (mean ± std per metric, change and Δm vs the reference row, seconds per run) to
 ``DIR/ablation.md`` and every raw number to ``DIR/ablation.json``; ``--report FILE.md`` writes a copy there (and
-``FILE.json`` beside it). The reproducing command line heads the report.
+``FILE.json`` beside it). The reproducing command line heads the report. ``DIR/report.html`` shows the table and
+every run's curves (``freqdense report``).
 """
 
 from __future__ import annotations
@@ -132,4 +133,7 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(path.with_suffix(".json"), raw)
         log.info("wrote %s and %s", path, path.with_suffix(".json"))
     sys.stdout.write(text)
+    from ..report import try_write_report  # DIR/report.html; a failing report only logs a warning
+
+    try_write_report(args.out)
     return 0

@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 
 def register(analyses: argparse._SubParsersAction) -> None:
     """Add ``alignment`` to the ``analyze`` subparsers."""
-    from .analyze_cmd import _add_run_arguments
+    from .analyze_cmd import _add_run_arguments, _default_out_help
 
     p = analyses.add_parser(
         "alignment", help="EPE of FAFNet's RGBDFuse flows vs. the true depth misalignment; Fig. 6-like panels"
     )
     _add_run_arguments(p)
-    p.add_argument("--out", type=Path, default=None, help="output directory for JSON, markdown and panels")
+    p.add_argument("--out", type=Path, default=None, help=_default_out_help("alignment", "JSON, markdown and panels"))
     p.add_argument("--panels", type=int, default=2, help="number of Fig. 6-like panels (first samples; default 2)")
     p.add_argument("--stage", type=int, default=1, help="fusion stage shown in the panels (default 1)")
     p.set_defaults(func=_run)
@@ -35,9 +35,10 @@ def register(analyses: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..analysis.flow_alignment import alignment_markdown, compute_flow_alignment, write_alignment_panels
-    from .analyze_cmd import _jsonable, _load_run
+    from .analyze_cmd import _default_out, _jsonable, _load_run
 
     model, dataset, cfg, device = _load_run(args)
+    _default_out(args, "alignment")
     inputs = tuple(cfg.task.inputs)
     result = compute_flow_alignment(
         model, dataset, inputs=inputs, num=args.num, batch_size=args.batch_size, device=device

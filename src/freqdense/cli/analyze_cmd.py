@@ -46,13 +46,21 @@ _DEFAULT_NU_MAX = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # compute functions (no checkpoint, no argparse)
 
 
-def _iter_batches(dataset: Any, *, num: int | None, batch_size: int) -> Iterator[dict[str, Any]]:
+def _iter_batches(
+    dataset: Any, *, num: int | None, batch_size: int, what: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Batches of the first ``num`` samples; with ``what``, progress is shown (bar, or a log line every ~10 s)."""
     from torch.utils.data import DataLoader, Subset
+
+    from .._progress import progress
 
     n = len(dataset) if num is None else min(int(num), len(dataset))
     if n == 0:
         raise DataError("the dataset split is empty; check the split name and the dataset arguments")
-    yield from DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False)
+    if what is not None and batch_size > 1:
+        what = f"{what} ({n} images in batches of {batch_size})"
+    yield from loader if what is None else progress(loader, what, unit="batch")
 
 
 def _labels_of(batch: dict[str, Any]) -> torch.Tensor:
@@ -107,7 +115,7 @@ def compute_model_spectrum(
 
     acc = SpectrumAccumulator(ignore_index=ignore_index, shells=shells, units=units)
     model.eval()
-    for batch in _iter_batches(dataset, num=num, batch_size=batch_size):
+    for batch in _iter_batches(dataset, num=num, batch_size=batch_size, what="CE spectrum"):
         logits = _logits_of(model, _inputs_of(batch, inputs, device), output_key)
         acc.update(logits, _labels_of(batch).to(logits.device))
     return acc.compute()
@@ -148,7 +156,7 @@ def compute_label_analysis(
     wrong = dict.fromkeys(nu_max, 0)
     valid_pixels = 0
     num_images = 0
-    for batch in _iter_batches(dataset, num=num, batch_size=1):
+    for batch in _iter_batches(dataset, num=num, batch_size=1, what="label spectra"):
         labels = _labels_of(batch)
         e = label_energy_spectrum(labels, num_classes, ignore_index=ignore_index, shells=shells, units=units).sum(0)
         if e.shape[-1] > energy.shape[-1]:
@@ -227,7 +235,8 @@ def compute_truncation(
         cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
         acc = SpectrumAccumulator(ignore_index=ignore_index, shells=shells, units=units) if size is None else None
         ce_sum, n_valid = 0.0, 0
-        for batch in _iter_batches(dataset, num=num, batch_size=batch_size):
+        what = "truncation: full decoder" if size is None else f"truncation: decoder on a {size}x{size} grid"
+        for batch in _iter_batches(dataset, num=num, batch_size=batch_size, what=what):
             logits = _logits_of(variant, _inputs_of(batch, inputs, device), output_key)
             labels = _labels_of(batch).to(logits.device)
             cm.update(logits, labels)
@@ -267,7 +276,7 @@ fairness, R-vs-mIoU relation and RGB-D flow alignment. Run
 
 _EPILOG = """\
 examples:
-  freqdense analyze spectrum runs/demo --num 20 --out runs/demo/spectrum
+  freqdense analyze spectrum runs/x --num 20   # writes runs/x/analysis/spectrum/
   freqdense analyze labels --dataset synthetic --num 50
   freqdense analyze flops deeplabv3plus --size 513
 """
@@ -311,7 +320,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
-def _add_spectrum_options(p: argparse.ArgumentParser) -> None:
+def _add_spectrum_options(p: argparse.ArgumentParser, *, out_help: str = "output directory for JSON and plots") -> None:
     p.add_argument("--shells", default="square", choices=["square", "radial"], help="frequency shells (default L-inf)")
     p.add_argument(
         "--units",
@@ -320,13 +329,13 @@ def _add_spectrum_options(p: argparse.ArgumentParser) -> None:
         help="non-square maps: cycles per image per axis, or per shorter side",
     )
     p.add_argument("--nu-max", type=int, nargs="+", default=list(_DEFAULT_NU_MAX), help="band limits for the table")
-    p.add_argument("--out", type=Path, default=None, help="output directory for JSON and plots")
+    p.add_argument("--out", type=Path, default=None, help=out_help)
 
 
 def _add_spectrum(analyses: argparse._SubParsersAction) -> None:
     p = analyses.add_parser("spectrum", help="CE spectrum and R(nu_max) of a trained model on a split")
     _add_run_arguments(p)
-    _add_spectrum_options(p)
+    _add_spectrum_options(p, out_help=_default_out_help("spectrum"))
     p.add_argument(
         "--gradient-layer",
         default=None,
@@ -365,8 +374,20 @@ def _add_truncation(analyses: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--shells", default="square", choices=["square", "radial"])
     p.add_argument("--units", default="index", choices=["index", "shorter_side"])
-    p.add_argument("--out", type=Path, default=None, help="output directory for the JSON")
+    p.add_argument("--out", type=Path, default=None, help=_default_out_help("truncation", "the JSON"))
     p.set_defaults(func=_run_truncation)
+
+
+def _default_out_help(name: str, what: str = "JSON and plots") -> str:
+    return f"output directory for {what} (default: RUN/analysis/{name}/, where `freqdense report RUN` finds it)"
+
+
+def _default_out(args: argparse.Namespace, name: str) -> None:
+    """``--out`` not given: ``<run>/analysis/<name>/`` of the analysed run."""
+    if args.out is None:
+        from ..report import analysis_out
+
+        args.out = analysis_out(args.checkpoint, name)
 
 
 def _load_run(args: argparse.Namespace) -> tuple[nn.Module, Any, Any, torch.device]:
@@ -416,9 +437,11 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 def _run_spectrum(args: argparse.Namespace) -> int:
+    from .._progress import heartbeat
     from ..spectral import plot_ce_spectrum, plot_spectral_gradient, spectral_gradient
 
     model, dataset, cfg, device = _load_run(args)
+    _default_out(args, "spectrum")
     ignore = cfg.task.ignore_index
     spec = compute_model_spectrum(
         model,
@@ -456,15 +479,16 @@ def _run_spectrum(args: argparse.Namespace) -> int:
         if args.gradient_layer:
             layer = model.get_submodule(args.gradient_layer)
             batch = next(_iter_batches(dataset, num=1, batch_size=1))
-            grad = spectral_gradient(
-                model,
-                batch["image"].to(device),
-                _labels_of(batch).to(device),
-                layer=layer,
-                ignore_index=ignore,
-                shells=args.shells,
-                units=args.units,
-            )
+            with heartbeat(f"computing the spectral gradient at {args.gradient_layer}"):
+                grad = spectral_gradient(
+                    model,
+                    batch["image"].to(device),
+                    _labels_of(batch).to(device),
+                    layer=layer,
+                    ignore_index=ignore,
+                    shells=args.shells,
+                    units=args.units,
+                )
             plot_spectral_gradient({args.gradient_layer: grad}, args.out / "spectral_gradient.png")
             log.info("spectral gradient concentration on nu_j = nu_i: %s", grad.concentration().tolist())
     return 0
@@ -502,6 +526,7 @@ def _run_labels(args: argparse.Namespace) -> int:
 
 def _run_truncation(args: argparse.Namespace) -> int:
     model, dataset, cfg, device = _load_run(args)
+    _default_out(args, "truncation")
     num_classes = getattr(dataset, "num_classes", None) or cfg.model.kwargs.get("num_classes")
     if not num_classes:
         raise ConfigError("cannot tell the number of classes: the dataset has no num_classes attribute")

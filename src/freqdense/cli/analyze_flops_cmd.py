@@ -37,7 +37,13 @@ def register(analyses: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--decoder-grid", type=int, nargs="+", default=None, metavar="N", help="decoder grids, e.g. 129 65 33"
     )
-    p.add_argument("--json", type=Path, default=None, help="also write the tables to this JSON file")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the tables to this JSON file (default for a run directory: RUN/analysis/flops/flops.json, "
+        "where `freqdense report RUN` finds it)",
+    )
     p.set_defaults(func=_run_flops)
 
 
@@ -77,6 +83,7 @@ def _size(values: list[int]) -> tuple[int, int]:
 
 
 def _run_flops(args: argparse.Namespace) -> int:
+    from .._progress import heartbeat
     from ..models.flops import count_model_flops, truncation_flops_table
 
     target, overrides = args.target, list(args.overrides)
@@ -85,7 +92,8 @@ def _run_flops(args: argparse.Namespace) -> int:
     name, kwargs = resolve_model_spec(target, overrides)
     size = _size(args.size)
     out = sys.stdout
-    parts = count_model_flops(name, size, **kwargs)
+    with heartbeat(f"counting the FLOPs of {name} at {size[0]}x{size[1]}"):
+        parts = count_model_flops(name, size, **kwargs)
     kw = "".join(f" {k}={v}" for k, v in kwargs.items())
     out.write(f"{name}{kw} at {size[0]}x{size[1]} (FLOPs = 2 x multiply-adds, one image)\n")
     out.write(f"{'part':<24}{'params (M)':>12}{'GFLOPs':>10}\n")
@@ -107,6 +115,10 @@ def _run_flops(args: argparse.Namespace) -> int:
                 f"{row['total_flops'] / 1e9:>10.2f}{100 * row['reduction']:>10.1f}%\n"
             )
         result["truncation"] = table
+    if args.json is None and Path(target).is_dir():
+        from ..report import analysis_out
+
+        args.json = analysis_out(target, "flops") / "flops.json"
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")

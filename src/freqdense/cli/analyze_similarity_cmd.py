@@ -96,7 +96,7 @@ def compute_feature_similarity(
     maps, images = [], []
     model.eval()
     try:
-        for batch in _iter_batches(dataset, num=num, batch_size=batch_size):
+        for batch in _iter_batches(dataset, num=num, batch_size=batch_size, what=f"feature similarity of {layer}"):
             image = batch["image"].to(device)
             model(image)
             feature = captured.get("feature")
@@ -125,7 +125,7 @@ def compute_feature_similarity(
 
 
 def register(analyses: argparse._SubParsersAction) -> None:
-    from .analyze_cmd import _add_run_arguments
+    from .analyze_cmd import _add_run_arguments, _default_out_help
 
     p = analyses.add_parser(
         "similarity", help="intra/inter-category feature similarity, IntraSim maps, FreqFusion kernel spectra"
@@ -134,15 +134,16 @@ def register(analyses: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", default="decoder", help="dotted submodule whose output is analysed (default decoder)")
     p.add_argument("--label-method", default="mode", choices=["mode", "nearest"], help="label resizing to features")
     p.add_argument("--n-fft", type=int, default=32, help="FFT size for the kernel responses")
-    p.add_argument("--out", type=Path, default=None, help="output directory for JSON and plots")
+    p.add_argument("--out", type=Path, default=None, help=_default_out_help("similarity"))
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..analysis.feature_similarity import plot_kernel_responses, plot_similarity_maps
-    from .analyze_cmd import _load_run, _write_json
+    from .analyze_cmd import _default_out, _load_run, _write_json
 
     model, dataset, cfg, device = _load_run(args)
+    _default_out(args, "similarity")
     num_classes = getattr(dataset, "num_classes", None) or cfg.model.kwargs.get("num_classes")
     if not num_classes:
         raise ConfigError("cannot tell the number of classes: the dataset has no num_classes attribute")

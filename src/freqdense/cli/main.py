@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "demo",
     "data",
     "analyze",
+    "report",
 )
 
 

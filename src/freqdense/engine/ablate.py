@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._progress import format_duration
 from ..config import ExperimentConfig, config_to_dict, load_config
 from ..errors import ConfigError
 from ..metrics import HIGHER_IS_BETTER, delta_m
@@ -167,6 +168,7 @@ def run_ablation(
                 _check_same_config(out / name / f"seed{seed}", cfg, resume=resume)
     results: dict[str, list[dict[str, Any]]] = {}
     total, done = len(configs) * len(seeds), 0
+    run_seconds: list[float] = []  # wall time of the runs trained by this call: the ETA of the remaining ones
     for config, name in zip(configs, names):
         results[name] = []
         for seed, cfg in zip(seeds, loaded[name]):
@@ -179,7 +181,8 @@ def run_ablation(
                 record.update(_read_json(record_path) or {})
             metrics = _finished(run_dir, cfg) if run_dir.is_dir() else None
             if metrics is None:
-                log.info("[%d/%d] %s seed %d: training into %s", done, total, name, seed, run_dir)
+                eta = _eta(run_seconds, total - done + 1)
+                log.info("[%d/%d] %s seed %d: training into %s%s", done, total, name, seed, run_dir, eta)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 start = time.perf_counter()
                 try:
@@ -192,6 +195,16 @@ def run_ablation(
                     raise ConfigError(f"ablate: training {run_dir} ended without a final metrics.json")
                 record["finished"], trained = True, True
                 _write_json(record_path, record)
+                run_seconds.append(time.perf_counter() - start)
+                log.info(
+                    "[%d/%d] %s seed %d: trained in %s%s",
+                    done,
+                    total,
+                    name,
+                    seed,
+                    format_duration(run_seconds[-1]),
+                    _eta(run_seconds, total - done),
+                )
             else:
                 log.info("[%d/%d] %s seed %d: finished earlier, reusing %s", done, total, name, seed, run_dir)
             results[name].append(
@@ -204,6 +217,14 @@ def run_ablation(
                 }
             )
     return results
+
+
+def _eta(run_seconds: Sequence[float], remaining: int) -> str:
+    """``"; about 12 min 30 s left for 5 runs"`` from the mean time of the runs trained so far (or ``""``)."""
+    if not run_seconds or remaining <= 0:
+        return ""
+    left = statistics.fmean(run_seconds) * remaining
+    return f"; about {format_duration(left)} left for {remaining} run{'s' if remaining > 1 else ''}"
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 import yaml
-from tqdm import tqdm
 
 from .. import __version__
+from .._progress import Progress
 from ..config import ExperimentConfig, config_to_dict
 from ..errors import ConfigError, FreqdenseError
 from ..models import create_model
@@ -215,7 +215,7 @@ def train(
                 run_dir, step, model, meta=meta, train_state=state, keep=cfg.train.keep_checkpoints, best=is_best
             )
 
-    bar = tqdm(total=total, initial=step, desc="train", disable=not show_progress(info), dynamic_ncols=True)
+    bar = Progress("train", total, initial=step, unit="step", enabled=info.is_main, leave=True)  # TTY bar / log lines
     net.train()
     metrics: dict[str, float] | None = None
     t_last, n_last = time.perf_counter(), 0
@@ -292,6 +292,9 @@ def train(
     result = {"step": step, "val": metrics, "best": best}
     if info.is_main:
         write_json_atomic(run_dir / "metrics.json", result)
+        from ..report import try_write_report  # a failing report only logs a warning
+
+        try_write_report(run_dir)
     logger.close()
     return result
 
