@@ -7,9 +7,10 @@ baseline takes ~3 min per 300 steps and FreqFusion makes the decoder 2.5-3x slow
 
 Each run trains ``synthetic/fpn_bilinear_r18`` or ``synthetic/fpn_freqfusion_r18`` with ``train.seed=S`` through
 ``freqdense.engine.train.train``; the final model is then evaluated on the validation split for the boundary
-F-score (``freqdense.metrics.BoundaryFScore``, tolerance 2 px) and the feature similarity of the decoder output
-(``freqdense.analysis.feature_similarity``). mIoU and depth RMSE come from the run's final evaluation. The table
-(mean +- sample std over seeds) is written to ``docs/results/freqfusion_synthetic.md`` (``--report``).
+F-score (``freqdense.engine.evaluate.evaluate_boundary_f``, tolerance 2 px) and the feature similarity of the decoder
+output (``compute_feature_similarity``, what ``freqdense analyze similarity`` runs). mIoU and depth RMSE come from the
+run's final evaluation. The table (mean +- sample std over seeds) is written to
+``docs/results/freqfusion_synthetic.md`` (``--report``).
 ``--steps N`` shortens every run (smoke test: ``--steps 20 --val-samples 20``).
 """
 
@@ -26,39 +27,45 @@ from pathlib import Path
 
 import torch
 
-from freqdense.analysis.feature_similarity import SimilarityAccumulator
+from freqdense.cli.analyze_similarity_cmd import compute_feature_similarity
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
 from freqdense.engine.checkpoint import load_model
 from freqdense.engine.data import build_dataset
+from freqdense.engine.evaluate import evaluate_boundary_f
 from freqdense.engine.train import train
-from freqdense.metrics import BoundaryFScore
 
 VARIANTS = {"bilinear": "synthetic/fpn_bilinear_r18", "freqfusion": "synthetic/fpn_freqfusion_r18"}
 COLUMNS = ("miou", "boundary_f", "intra", "inter", "margin", "depth_rmse")
 
 
-@torch.no_grad()
 def extra_metrics(run_dir: Path, cfg, *, tolerance_px: int = 2) -> dict[str, float]:
-    """Boundary F-score of the semantic output and similarity of the decoder feature on the val split."""
+    """Boundary F-score of the semantic output and similarity of the decoder feature on the val split.
+
+    The same library functions ``freqdense demo`` uses: :func:`freqdense.engine.evaluate.evaluate_boundary_f` and
+    the computation behind ``freqdense analyze similarity`` (decoder output, ``label_method="mode"``).
+    """
     model, _ = load_model(run_dir, prefer="latest")
     dataset = build_dataset(cfg.data, cfg.data.val_split, train=False)
     n_cls = int(getattr(dataset, "num_classes", cfg.model.kwargs["num_classes"]))
-    bf = BoundaryFScore(n_cls, tolerance_px=tolerance_px, ignore_index=cfg.task.ignore_index)
-    sim = SimilarityAccumulator(n_cls, ignore_index=cfg.task.ignore_index)
-    feature = {}
-    handle = model.decoder.register_forward_hook(lambda _m, _i, out: feature.__setitem__("x", out))
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.val_batch_size, shuffle=False)
-    try:
-        for batch in loader:
-            out = model(batch["image"])
-            labels = batch["semantic"].long()
-            bf.update(out["semantic"], labels)
-            sim.update(feature["x"], labels)
-    finally:
-        handle.remove()
-    s = sim.compute()
-    return {"boundary_f": bf.compute()["boundary_f"], "intra": s["intra"], "inter": s["inter"], "margin": s["margin"]}
+    bf = evaluate_boundary_f(
+        model,
+        loader,
+        num_classes=n_cls,
+        device=torch.device("cpu"),
+        tolerance_px=tolerance_px,
+        ignore_index=cfg.task.ignore_index,
+    )
+    s = compute_feature_similarity(
+        model,
+        dataset,
+        num_classes=n_cls,
+        layer="decoder",
+        batch_size=cfg.data.val_batch_size,
+        ignore_index=cfg.task.ignore_index,
+    )["similarity"]
+    return {"boundary_f": bf["boundary_f"], "intra": s["intra"], "inter": s["inter"], "margin": s["margin"]}
 
 
 def run_one(variant: str, seed: int, out: Path, overrides: list[str]) -> dict[str, float]:

@@ -314,14 +314,15 @@ def plot_kernel_responses(responses: dict[str, KernelResponse], path: str | Path
     f = first.frequencies.tolist()
     im = axes[0].imshow(first.amplitude.numpy(), extent=(f[0], f[-1], f[-1], f[0]), cmap="viridis")
     axes[0].set(title=f"mean |FFT| ({next(iter(responses))})", xlabel="cycles/px (x)", ylabel="cycles/px (y)")
-    fig.colorbar(im, ax=axes[0])
+    fig.colorbar(im, ax=axes[0], label="mean amplitude |H|")
     for name, r in responses.items():
         nu = (torch.arange(len(r.radial)) / (2 * (len(r.radial) - 1))).tolist()
         axes[1].plot(nu, r.radial.tolist(), label=name)
         axes[2].plot(nu, r.horizontal.tolist(), label=f"{name} (x)")
         axes[2].plot(nu, r.vertical.tolist(), "--", label=f"{name} (y)")
-    axes[1].set(title="radial mean amplitude", xlabel="cycles/px")
-    axes[2].set(title="axial amplitude", xlabel="cycles/px")
+    axes[1].set(title="radial mean amplitude", xlabel="cycles/px", ylabel="mean amplitude |H|")
+    axes[2].set(title="axial amplitude", xlabel="cycles/px", ylabel="amplitude |H|")
+    fig.suptitle("frequency response of the kernels: mean Fourier amplitude |H| (0 = DC, 0.5 = Nyquist)", fontsize=10)
     for ax in axes[1:]:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -346,10 +347,12 @@ def plot_similarity_maps(images: torch.Tensor, maps: torch.Tensor, path: str | P
     for i in range(n):
         axes[i, 0].imshow(images[i].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
         im = axes[i, 1].imshow(maps[i].cpu().numpy(), cmap=cmap, vmin=0.0, vmax=1.0)
-        axes[i, 1].set_title(titles[i] if titles else "IntraSim", fontsize=8)
+        axes[i, 0].set_title("image", fontsize=8)
+        axes[i, 1].set_title(titles[i] if titles else "IntraSim (feature resolution)", fontsize=8)
         for ax in axes[i]:
             ax.axis("off")
-    fig.colorbar(im, ax=axes[:, 1].tolist(), shrink=0.8)
+    bar = fig.colorbar(im, ax=axes[:, 1].tolist(), shrink=0.8, extend="min")
+    bar.set_label("IntraSim: cos(feature, its class mean); grey = ignored", fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from ..tasks import Task
+from .._progress import progress, show_progress
+from ..tasks import DEFAULT_INPUTS, Task
 from .distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "evaluate_checkpoint", "to_device", "autocast_context", "show_progress"]
-
-
-def show_progress(info: DistInfo | None = None) -> bool:
-    """Progress bars only on the main rank and when attached to a terminal (quiet in CI logs)."""
-    return (info is None or info.is_main) and sys.stderr.isatty()
+__all__ = [
+    "evaluate",
+    "evaluate_boundary_f",
+    "evaluate_checkpoint",
+    "to_device",
+    "autocast_context",
+    "show_progress",
+]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -61,7 +62,6 @@ def evaluate(
     ``scales``/``flip`` (config ``eval.scales``, ``eval.flip``) turn on multi-scale and flip inference
     (:class:`freqdense.engine.multiscale.MultiScaleFlip`) on the task's model inputs (``task.inputs``).
     """
-    from ..tasks import DEFAULT_INPUTS
     from .multiscale import MultiScaleFlip, check_tta, is_single_pass
 
     scales, flip = check_tta(scales, flip)
@@ -72,7 +72,8 @@ def evaluate(
         net = MultiScaleFlip(model, getattr(task, "inputs", DEFAULT_INPUTS), scales=scales, flip=flip)
     metrics = task.make_metrics()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
-    for i, batch in enumerate(tqdm(loader, total=total, desc="eval", leave=False, disable=not show_progress(info))):
+    batches = progress(loader, "eval", total=total, unit="batch", enabled=info is None or info.is_main)
+    for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
         with autocast_context(amp, device):
@@ -80,6 +81,51 @@ def evaluate(
     metrics.all_reduce()
     model.train(was_training)
     return metrics.compute()
+
+
+@torch.no_grad()
+def evaluate_boundary_f(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    device: torch.device,
+    tolerance_px: int = 2,
+    ignore_index: int = 255,
+    class_names: Sequence[str] | None = None,
+    output_key: str = "semantic",
+    inputs: Sequence[str] = DEFAULT_INPUTS,
+) -> dict[str, float]:
+    """Boundary F-score (:class:`freqdense.metrics.BoundaryFScore`) of ``model``'s semantic logits over ``loader``.
+
+    Logits are resized bilinearly to the label size before the argmax, as in the semantic task's evaluation.
+
+    Args:
+        model: returns ``{output_key: (B, C, h, w) logits}``.
+        loader: batches with ``semantic`` labels and the model inputs ``inputs`` (config ``task.inputs``).
+        num_classes: number of classes of the logits.
+        device: where the model runs.
+        tolerance_px: matching distance in pixels.
+        ignore_index: label value excluded from the counts.
+        class_names: names for the per-class keys ``boundary_f/<name>``.
+
+    Returns:
+        ``boundary_f``, ``boundary_precision``, ``boundary_recall`` and ``boundary_f/<class>``.
+    """
+    from ..metrics import BoundaryFScore
+    from ..tasks import model_inputs
+    from ..tasks.segmentation import resize_logits
+
+    metric = BoundaryFScore(num_classes, tolerance_px=tolerance_px, ignore_index=ignore_index, class_names=class_names)
+    was_training = model.training
+    model.eval()
+    for batch in progress(loader, "boundary F-score", unit="batch"):
+        batch = to_device(batch, device)
+        labels = batch["semantic"].long()
+        logits = model(*model_inputs(batch, inputs))[output_key]
+        metric.update(resize_logits(logits, tuple(labels.shape[-2:])), labels)
+    model.train(was_training)
+    return metric.compute()
 
 
 def evaluate_checkpoint(
