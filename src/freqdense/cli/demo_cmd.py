@@ -59,8 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.demo import format_demo_table, run_demo
+    from ..report import try_write_report
     from .main import main
 
     summary = run_demo(args.out, args.overrides, allow_changes=args.resume_with_changes, run_command=main)
+    # The arms' pages after their analyses, then the demo's page; a failing page only logs a warning.
+    for row in summary["rows"]:
+        if row.get("run_dir"):
+            try_write_report(args.out / row["run_dir"])
+    try_write_report(args.out)
     sys.stdout.write("\n" + format_demo_table(summary, out_dir=args.out))
     return 0

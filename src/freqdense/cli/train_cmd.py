@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from ..engine.run_config import RESUMABLE_KEYS
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         result = train(cfg, out, resume=not args.no_resume, allow_changes=args.resume_with_changes)
     finally:
         shutdown()
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: the main process writes the page
+        from ..report import try_write_report  # a failing report only logs a warning
+
+        try_write_report(out)
     log.info("final metrics: %s", json.dumps(result["val"], sort_keys=True))
     log.info("run directory: %s", out)
     return 0

@@ -233,9 +233,9 @@ def run_demo(
         )
     previous = _read_json(out_dir / DEMO_FILE)
     render_s = _render_scenes(configs[0])
-    rows, fresh = [], []
+    rows = []
     for arm, cfg in zip(arms, configs):
-        row, reused = _run_arm(
+        row, _reused = _run_arm(
             arm,
             cfg,
             out_dir,
@@ -245,8 +245,6 @@ def run_demo(
             run_command=run_command,
         )
         rows.append(row)
-        if not reused:
-            fresh.append(arm)
     rows.append(_trivial_row(configs[0]))
     cfg = configs[0]
     summary = {
@@ -264,7 +262,6 @@ def run_demo(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / DEMO_FILE, summary)
-    _write_reports(out_dir, fresh)
     return summary
 
 
@@ -500,21 +497,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _write_reports(out_dir: Path, arms: Sequence[DemoArm]) -> None:
-    """``report.html`` of the given arms (again: training wrote one before the analyses existed) and of the demo."""
-    try:
-        from ..report import write_report
-    except ImportError:
-        log.info("freqdense.report is not available: no report.html written")
-        return
-    for path in [*(out_dir / arm.role for arm in arms), out_dir]:
-        log.info("writing %s", path / "report.html")
-        try:
-            write_report(path)
-        except FreqdenseError as err:  # demo.json and the runs are on disk; the page is a bonus
-            log.warning("could not write the report of %s (%s); retry with `freqdense report %s`", path, err, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

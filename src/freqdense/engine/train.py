@@ -292,9 +292,6 @@ def train(
     result = {"step": step, "val": metrics, "best": best}
     if info.is_main:
         write_json_atomic(run_dir / "metrics.json", result)
-        from ..report import try_write_report  # a failing report only logs a warning
-
-        try_write_report(run_dir)
     logger.close()
     return result
 
