@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..engine.checkpoint import write_text_atomic
 from ..errors import ReportError
 from .html import Section, page
 from .layout import REPORT_FILE, detect_kind
@@ -42,18 +42,6 @@ def render_report(path: str | Path) -> str:
     return page(title, subtitle, sections, version=__version__)
 
 
-def _atomic_write(target: Path, text: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_report(path: str | Path, *, out: str | Path | None = None) -> Path:
     """Write the report of a run, demo or ablation directory as one self-contained HTML file.
 
@@ -82,7 +70,7 @@ def write_report(path: str | Path, *, out: str | Path | None = None) -> Path:
         target = target / REPORT_FILE
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, text)
+        write_text_atomic(target, text)
     except OSError as err:
         raise ReportError(
             f"report: cannot write {target} ({err.__class__.__name__}: {err}); choose a writable --out"
