@@ -27,6 +27,17 @@ def _errors(caplog):
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+def _refused(argv, run, caplog):
+    """Run ``freqdense ARGV``, expect exit code 1 with exactly one one-line error and ``run`` untouched; return it."""
+    before = _snapshot(run)
+    caplog.clear()
+    assert main(argv) == 1
+    (message,) = _errors(caplog)
+    assert "\n" not in message
+    assert _snapshot(run) == before  # config.yaml, run.json, logs and checkpoints untouched
+    return message
+
+
 @pytest.fixture
 def finished_run(tmp_path, write_config):
     cfg = write_config()
@@ -37,43 +48,30 @@ def finished_run(tmp_path, write_config):
 
 def test_changed_lr_is_refused_with_the_key_and_the_fix_and_nothing_is_written(finished_run, caplog):
     cfg, run = finished_run
-    before = _snapshot(run)
-    caplog.clear()
-    assert main(["train", str(cfg), "--out", str(run), "optim.lr=1e-3"]) == 1
-    (message,) = _errors(caplog)
-    assert "\n" not in message
+    message = _refused(["train", str(cfg), "--out", str(run), "optim.lr=1e-3"], run, caplog)
     assert "optim.lr: 0.002 -> 0.001" in message and str(run / "config.yaml") in message
     assert "new --out" in message
-    assert _snapshot(run) == before  # config.yaml, run.json, logs and checkpoints untouched
 
 
 def test_an_incompatible_model_is_refused_before_config_yaml_is_rewritten(finished_run, caplog):
     cfg, run = finished_run
-    before = _snapshot(run)
-    caplog.clear()
-    assert main(["train", str(cfg), "--out", str(run), "model.backbone_kwargs.base_width=16"]) == 1
-    (message,) = _errors(caplog)
+    message = _refused(["train", str(cfg), "--out", str(run), "model.backbone_kwargs.base_width=16"], run, caplog)
     assert "model.backbone_kwargs.base_width: 8 -> 16" in message
-    assert _snapshot(run) == before
 
 
 def test_several_keys_are_listed_and_the_resumable_one_is_named(finished_run, caplog):
     cfg, run = finished_run
-    caplog.clear()
     argv = ["train", str(cfg), "--out", str(run), "train.seed=2", "schedule.total_steps=12", "--resume-with-changes"]
-    assert main(argv) == 1
-    (message,) = _errors(caplog)
+    message = _refused(argv, run, caplog)
     assert "train.seed: 1 -> 2" in message and "schedule.total_steps: 8 -> 12" in message
     assert "only schedule.total_steps may change with --resume-with-changes" in message
 
 
 def test_extending_total_steps_needs_the_flag_then_continues_on_the_longer_schedule(finished_run, caplog):
     cfg, run = finished_run
-    before = _snapshot(run)
-    caplog.clear()
-    assert main(["train", str(cfg), "--out", str(run), "schedule.total_steps=12"]) == 1
-    assert "--resume-with-changes" in _errors(caplog)[0]
-    assert _snapshot(run) == before
+    assert "--resume-with-changes" in _refused(
+        ["train", str(cfg), "--out", str(run), "schedule.total_steps=12"], run, caplog
+    )
 
     assert main(["train", str(cfg), "--out", str(run), "schedule.total_steps=12", "--resume-with-changes"]) == 0
     assert json.loads((run / "metrics.json").read_text())["step"] == 12
@@ -91,11 +89,8 @@ def test_extending_total_steps_needs_the_flag_then_continues_on_the_longer_sched
 
 def test_total_steps_below_the_reached_step_is_refused(finished_run, caplog):
     cfg, run = finished_run
-    before = _snapshot(run)
-    caplog.clear()
-    assert main(["train", str(cfg), "--out", str(run), "schedule.total_steps=6", "--resume-with-changes"]) == 1
-    assert "schedule.total_steps=6 is below step 8" in _errors(caplog)[0]
-    assert _snapshot(run) == before
+    argv = ["train", str(cfg), "--out", str(run), "schedule.total_steps=6", "--resume-with-changes"]
+    assert "schedule.total_steps=6 is below step 8" in _refused(argv, run, caplog)
 
 
 def test_runtime_keys_may_change_and_are_recorded(finished_run):
@@ -114,11 +109,7 @@ def test_the_same_config_resumes_silently(finished_run):
 
 def test_no_resume_refuses_a_directory_holding_a_run(finished_run, caplog):
     cfg, run = finished_run
-    before = _snapshot(run)
-    caplog.clear()
-    assert main(["train", str(cfg), "--out", str(run), "--no-resume"]) == 1
-    assert "already holds a run" in _errors(caplog)[0]
-    assert _snapshot(run) == before
+    assert "already holds a run" in _refused(["train", str(cfg), "--out", str(run), "--no-resume"], run, caplog)
 
 
 def test_a_run_that_cannot_start_writes_nothing(tmp_path, write_config, caplog):

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .checkpoint import META_FILE, read_meta
 
 __all__ = [
     "RUNTIME_KEYS",
@@ -101,13 +102,10 @@ def stored_config(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any
             raise ConfigError(f"{path}: not a config mapping; train into a new --out, or restore the file")
         return data, path
     if checkpoint is not None:
-        meta = Path(checkpoint) / "meta.json"
-        try:
-            config = json.loads(meta.read_text())["config"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ConfigError(
-                f"{meta}: no readable config ({err!r}); train into a new --out, or delete the checkpoint"
-            ) from None
+        meta = Path(checkpoint) / META_FILE
+        config = read_meta(checkpoint).get("config")  # CheckpointError names an unreadable file
+        if not isinstance(config, dict):
+            raise ConfigError(f"{meta}: no config entry; train into a new --out, or delete the checkpoint")
         return config, meta
     return None, None
 
