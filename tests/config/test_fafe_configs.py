@@ -116,7 +116,7 @@ def test_ladder_rows_differ_from_the_baseline_only_in_fafe_and_consistency(famil
         else:
             assert {k: fafe[k] for k in switches} == switches, row
         if lc:
-            assert cfg.task.consistency == {"weight": 0.1, "threshold": 1.0, "seg_mode": "probs"}, row
+            assert cfg.task.consistency == {"weight": 0.1, "threshold": 1.0, "seg_mode": "scaled_onehot"}, row
         else:
             assert cfg.task.consistency is None, row
         for section in ref:

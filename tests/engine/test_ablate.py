@@ -45,14 +45,31 @@ def test_summarise_three_seeds_reference_and_metric_choice():
         "a": [_rec(1.0, 1.0), _rec(2.0, 1.0), _rec(4.0, 1.0)],
         "b": [_rec(2.0, 2.0)],
     }
-    s = summarise(rows, ["semantic/miou", "depth/rmse", "depth/abs_rel"], reference="b")
+    columns = ["semantic/miou", "depth/rmse", "depth/abs_rel"]
+    s = summarise(rows, columns, reference="b", delta_m_conventions=["columns", "mtl"])
     a, b = s["rows"]
     assert a["std"]["semantic/miou"] == pytest.approx(math.sqrt(7 / 3))  # values 1, 2, 4: sample var 7/3
     assert math.isnan(b["std"]["semantic/miou"])  # one seed
-    # depth averages its two metrics first (rmse: -(1-2)/2 = +0.5, abs_rel: 0), then over the two tasks
+    # "columns": depth averages its two metrics first (rmse: -(1-2)/2 = +0.5, abs_rel: 0), then over the two tasks
     seg = (7 / 3 - 2.0) / 2.0
     assert a["delta_m"] == pytest.approx(100 * (seg + (0.5 + 0.0) / 2) / 2)
+    assert a["delta_m_by"]["columns"] == a["delta_m"]
     assert s["delta_m_metrics"] == {"semantic": [("miou", True)], "depth": [("rmse", False), ("abs_rel", False)]}
+    # "mtl" (Multi-Task-Learning-PyTorch): mIoU and RMSE only
+    assert a["delta_m_by"]["mtl"] == pytest.approx(100 * (seg + 0.5) / 2)
+    assert s["delta_m_conventions"]["mtl"] == {"semantic": [("miou", True)], "depth": [("rmse", False)]}
+    # the default convention is "mtl", also when the table shows more columns
+    assert summarise(rows, columns, reference="b")["rows"][0]["delta_m"] == pytest.approx(100 * (seg + 0.5) / 2)
+
+
+def test_mtl_delta_m_reads_its_metrics_beyond_the_table_columns():
+    # columns: abs_rel only; "mtl" still uses mIoU and RMSE from the runs
+    s = summarise(ROWS, ["depth/abs_rel"], delta_m_conventions=["mtl"])
+    assert s["rows"][1]["delta_m"] == pytest.approx(100 * (0.07 / 0.59))  # depth task only, as in the columns
+    with pytest.raises(ConfigError, match="unknown Δm convention 'libmtl'"):
+        summarise(ROWS, delta_m_conventions=["libmtl"])
+    with pytest.raises(ConfigError, match="use --delta-m columns"):
+        summarise({"x": [{"metrics": {"normals/abs_rel": 1.0}}]}, ["normals/abs_rel"], delta_m_conventions=["mtl"])
 
 
 def test_summarise_errors():
@@ -72,7 +89,7 @@ def test_format_markdown_rows():
     lines = text.splitlines()
     assert lines[0] == "# T"
     assert lines[2] == "Reproduce: `freqdense ablate a.yaml b.yaml --seeds 2 --out x`"
-    assert "| method | seeds | semantic/miou ↑ | depth/rmse ↓ | Δm [%] ↑ | s/run |" in lines
+    assert "| method | seeds | semantic/miou ↑ | depth/rmse ↓ | Δm [%] ↑ (miou, rmse) | s/run |" in lines
     assert "| base | 2 | 0.4100 ± 0.0141 | 0.5900 ± 0.0141 | 0 (reference) | 11 |" in lines
     dm = 50 * (0.04 / 0.41 + 0.07 / 0.59)
     assert f"| pi | 2 | 0.4500 ± 0.0141 (+0.0400) | 0.5200 ± 0.0283 (+0.0700) | +{dm:.2f} | 21 |" in lines

@@ -97,9 +97,23 @@ def test_absent_when_null():
     torch.testing.assert_close(terms["total"], _reference_parts(outputs, batch))
 
 
-def test_gradient_reaches_both_predictions_through_the_term():
+def _blocky_outputs() -> dict[str, torch.Tensor]:
+    """Segmentation logits predicting two halves (left class 0, right class 2) plus noise; random depth."""
     outputs = _outputs(size=(H, W))
+    with torch.no_grad():
+        outputs["semantic"][:, 0, :, : W // 2] += 10.0
+        outputs["semantic"][:, 2, :, W // 2 :] += 10.0
+    return outputs
+
+
+def test_gradient_reaches_the_predictions_through_the_term():
+    outputs = _blocky_outputs()
     _task({"weight": 1.0})._consistency_loss(outputs, _batch()).backward()  # the unweighted term itself
+    # default seg_mode (scaled one-hot of the argmax): L_c shapes depth only
+    assert outputs["semantic"].grad is None or float(outputs["semantic"].grad.abs().sum()) == 0
+    assert outputs["depth"].grad.abs().sum() > 0
+    outputs = _blocky_outputs()
+    _task({"weight": 1.0, "seg_mode": "probs"})._consistency_loss(outputs, _batch()).backward()
     assert outputs["semantic"].grad.abs().sum() > 0
     assert outputs["depth"].grad.abs().sum() > 0
 
@@ -144,7 +158,8 @@ def test_yaml_section_reaches_the_task():
     )
     assert cfg.task.consistency == {"weight": 0.2}
     task = build_task(cfg.task, num_classes=K)
-    assert task.consistency.weight == 0.2 and task.consistency.threshold == 1.0 and task.consistency.seg_mode == "probs"
+    assert task.consistency.weight == 0.2 and task.consistency.threshold == 1.0
+    assert task.consistency.seg_mode == "scaled_onehot"
     assert (
         build_task(build_config({"model": {"name": "mti_net"}}, check_model=False).task, num_classes=K).consistency
         is None

@@ -49,7 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="TASK/METRIC",
-        help="table columns and Δm metrics (default: semantic/miou and depth/rmse, those the runs report)",
+        help="table columns (default: semantic/miou and depth/rmse, those the runs report)",
+    )
+    p.add_argument(
+        "--delta-m",
+        nargs="+",
+        default=["mtl"],
+        choices=["mtl", "columns"],
+        metavar="CONVENTION",
+        help="Δm columns, the first is the main one: 'mtl' (default) = one metric per task as "
+        "Multi-Task-Learning-PyTorch (semantic mIoU, depth RMSE); 'columns' = every --metrics column, averaged "
+        "within its task first",
     )
     p.add_argument(
         "--reference",
@@ -71,6 +81,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--set", *args.overrides]
     if args.metrics:
         parts += ["--metrics", *args.metrics]
+    if list(args.delta_m) != ["mtl"]:
+        parts += ["--delta-m", *args.delta_m]
     if args.reference:
         parts += ["--reference", args.reference]
     if args.labels:
@@ -112,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         rows = run_ablation(configs, seeds, args.out, overrides=args.overrides, names=names, resume=args.resume)
     finally:
         shutdown()
-    summary = summarise(rows, args.metrics, reference=reference)
+    summary = summarise(rows, args.metrics, reference=reference, delta_m_conventions=args.delta_m)
     command = _command(args)
     if torch.cuda.is_available():
         device = f"CUDA ({torch.cuda.get_device_name()})"
@@ -124,7 +136,17 @@ def run(args: argparse.Namespace) -> int:
         f"{git_revision()}; raw numbers of every run in the JSON next to this file."
     )
     text = format_markdown(summary, title=args.title or "Ablation", command=command, notes=[note])
-    raw = {"command": command, "configs": configs, "names": names, "seeds": seeds, "overrides": list(args.overrides)}
+    raw = {
+        "command": command,
+        "git_revision": git_revision(),
+        "machine": f"{device}, {platform.platform()}",
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "configs": configs,
+        "names": names,
+        "seeds": seeds,
+        "overrides": list(args.overrides),
+    }
     raw.update(runs=rows, summary=summary)
     targets = [args.out / "ablation.md"] + ([args.report] if args.report else [])
     for path in targets:

@@ -80,8 +80,8 @@ class TaskConfig:
     #: evaluation protocol fields above (min_depth, max_depth, depth_crop, depth_aggregation) are its defaults.
     self_supervised: dict[str, Any] = field(default_factory=dict)
     #: FAFE local-aware consistency loss (FAFE Eq. 4) of a multitask task, added as the loss term
-    #: "consistency": keys ``weight`` (lambda_3, default 0.1), ``threshold`` (1.0), ``seg_mode`` ("probs",
-    #: "max_prob" or "argmax"); null (default) = off. Checked by ``freqdense.tasks.build_task``.
+    #: "consistency": keys ``weight`` (lambda_3, default 0.1), ``threshold`` (1.0), ``seg_mode``
+    #: ("scaled_onehot", "index", "probs", "max_prob" or "argmax"); null (default) = off. Checked by ``freqdense.tasks.build_task``.
     consistency: dict[str, Any] | None = None
     #: Sample keys passed positionally to the model, ``model(*[batch[k] for k in inputs])``; e.g.
     #: ``[image, hha]`` or ``[image, sensor_depth]`` for two-input RGB-D models.

@@ -5,7 +5,10 @@
 reused (``resume=True``). ``summarise`` turns the per-seed numbers into one row per config: mean and sample
 standard deviation per metric, the change against the reference row (signed so that positive is better, as the
 paper's "(+2.16)" / "(+0.057)" columns) and Δm against the reference row (:func:`freqdense.metrics.delta_m`, the
-metric directions of ``HIGHER_IS_BETTER``). ``format_markdown`` writes the table. ``freqdense ablate`` is the CLI.
+metric directions of ``HIGHER_IS_BETTER``) in one or more conventions (:data:`DELTA_M_CONVENTIONS`): ``"mtl"``
+(default) uses one metric per task as Multi-Task-Learning-PyTorch does (semantic mIoU, depth RMSE), ``"columns"``
+averages every table column within its task first. ``format_markdown`` writes the table. ``freqdense ablate`` is
+the CLI.
 """
 
 from __future__ import annotations
@@ -22,22 +25,30 @@ from typing import Any
 from .._progress import format_duration
 from ..config import ExperimentConfig, config_to_dict, load_config
 from ..errors import ConfigError
-from ..metrics import HIGHER_IS_BETTER, delta_m
+from ..metrics import DEFAULT_DELTA_M_METRICS, HIGHER_IS_BETTER, delta_m
 from .run_config import RUNTIME_KEYS, config_differences, stored_config
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_METRICS",
+    "DELTA_M_CONVENTIONS",
     "config_slugs",
     "metric_direction",
     "run_ablation",
     "summarise",
+    "delta_m_label",
+    "delta_m_note",
     "format_markdown",
 ]
 
 #: Table columns when none are given: the metrics of MTL-PyTorch's Δm (one per task) that the runs report.
 DEFAULT_METRICS = ("semantic/miou", "depth/rmse")
+#: Δm conventions ``summarise`` computes: what each averages (the first one given is the table's main Δm).
+DELTA_M_CONVENTIONS: dict[str, str] = {
+    "mtl": "one metric per task as Multi-Task-Learning-PyTorch (semantic: miou, depth: rmse)",
+    "columns": "every table column, averaged within its task first, then over tasks",
+}
 #: Bookkeeping file of one run (seconds spent, finished flag), next to train's ``metrics.json``.
 RUN_RECORD = "ablate.json"
 
@@ -244,11 +255,34 @@ def _value(record: Mapping[str, Any], key: str, row: str) -> float:
     return math.nan if value is None else float(value)
 
 
+def _delta_m_spec(convention: str, columns: Sequence[str]) -> dict[str, list[tuple[str, bool]]]:
+    """``{task: [(metric, higher_is_better), ...]}`` of a Δm convention for a table with these columns."""
+    if convention == "columns":
+        spec: dict[str, list[tuple[str, bool]]] = {}
+        for key in columns:
+            task, metric, higher = metric_direction(key)
+            spec.setdefault(task, []).append((metric, higher))
+        return spec
+    if convention == "mtl":
+        tasks = list(dict.fromkeys(metric_direction(key)[0] for key in columns))
+        spec = {t: [DEFAULT_DELTA_M_METRICS[t]] for t in tasks if t in DEFAULT_DELTA_M_METRICS}
+        if not spec:
+            raise ConfigError(
+                f"ablate: Δm convention 'mtl' defines one metric for tasks {sorted(DEFAULT_DELTA_M_METRICS)}, and "
+                f"the table's columns {list(columns)} have none of them; use --delta-m columns"
+            )
+        return spec
+    raise ConfigError(
+        f"ablate: unknown Δm convention {convention!r}; choose from {', '.join(map(repr, DELTA_M_CONVENTIONS))}"
+    )
+
+
 def summarise(
     rows: Mapping[str, Sequence[Mapping[str, Any]]],
     metrics: Sequence[str] | None = None,
     *,
     reference: str | None = None,
+    delta_m_conventions: Sequence[str] = ("mtl",),
 ) -> dict[str, Any]:
     """Mean, sample std, change vs the reference and Δm per row.
 
@@ -258,16 +292,21 @@ def summarise(
         metrics: table columns, ``"<task>/<metric>"``; default: those of :data:`DEFAULT_METRICS` the first
             record has.
         reference: the row Δm and the changes are measured against (default: the first row).
+        delta_m_conventions: names from :data:`DELTA_M_CONVENTIONS`; the first is the main Δm. ``"mtl"`` reads
+            its metrics from the runs even where they are not table columns.
 
     Returns:
-        ``{"metrics", "reference", "delta_m_metrics", "rows": [{"name", "seeds", "mean", "std", "improvement",
-        "delta_m", "seconds"}]}``. ``std`` is the sample standard deviation (n - 1; NaN for one seed).
-        ``improvement[m] = s_m (mean_m - mean_m^ref)`` with ``s_m = +1`` if higher is better else ``-1``, so positive
-        is better (the convention of FAFE's Table 1). ``delta_m`` is :func:`freqdense.metrics.delta_m` of the row's
-        means against the reference row's means in percent, each task averaging its listed metrics.
+        ``{"metrics", "reference", "delta_m_metrics", "delta_m_conventions", "rows": [{"name", "seeds", "mean",
+        "std", "improvement", "delta_m", "delta_m_by", "seconds"}]}``. ``std`` is the sample standard deviation
+        (n - 1; NaN for one seed). ``improvement[m] = s_m (mean_m - mean_m^ref)`` with ``s_m = +1`` if higher is
+        better else ``-1``, so positive is better (the convention of FAFE's Table 1). ``delta_m_by[c]`` is
+        :func:`freqdense.metrics.delta_m` of the row's means against the reference row's means in percent under
+        convention ``c`` (metrics per task in ``delta_m_conventions[c]``); ``delta_m`` and ``delta_m_metrics``
+        are those of the first convention.
 
     Raises:
-        ConfigError: empty rows, unknown reference, a missing metric or one without a known direction.
+        ConfigError: empty rows, unknown reference or convention, a missing metric or one without a known
+            direction.
     """
     if not rows or any(len(r) == 0 for r in rows.values()):
         raise ConfigError("ablate: nothing to summarise (every row needs at least one run)")
@@ -286,38 +325,54 @@ def summarise(
             )
     metrics = list(metrics)
     directions = {m: metric_direction(m) for m in metrics}
-    spec: dict[str, list[tuple[str, bool]]] = {}
-    for task, metric, higher in directions.values():
-        spec.setdefault(task, []).append((metric, higher))
+    conventions = list(dict.fromkeys(delta_m_conventions))
+    if not conventions:
+        raise ConfigError(f"ablate: name at least one Δm convention ({', '.join(DELTA_M_CONVENTIONS)})")
+    specs = {c: _delta_m_spec(c, metrics) for c in conventions}
+    needed = list(metrics)
+    for spec in specs.values():
+        needed += [f"{task}/{metric}" for task, pairs in spec.items() for metric, _ in pairs]
+    needed = list(dict.fromkeys(needed))
 
     table: list[dict[str, Any]] = []
+    all_means: dict[str, dict[str, float]] = {}
     for name in names:
-        values = {m: [_value(r, m, name) for r in rows[name]] for m in metrics}
+        values = {m: [_value(r, m, name) for r in rows[name]] for m in needed}
+        means = {m: statistics.fmean(v) for m, v in values.items()}
+        all_means[name] = means
         seconds = [float(r["seconds"]) for r in rows[name] if r.get("seconds") is not None]
         table.append(
             {
                 "name": name,
                 "seeds": len(rows[name]),
-                "mean": {m: statistics.fmean(v) for m, v in values.items()},
-                "std": {m: (statistics.stdev(v) if len(v) > 1 else math.nan) for m, v in values.items()},
+                "mean": {m: means[m] for m in metrics},
+                "std": {m: (statistics.stdev(values[m]) if len(values[m]) > 1 else math.nan) for m in metrics},
                 "seconds": statistics.fmean(seconds) if seconds else None,
             }
         )
-    ref = next(r for r in table if r["name"] == reference)
 
-    def nested(means: Mapping[str, float]) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for m, (task, metric, _) in directions.items():
-            out.setdefault(task, {})[metric] = means[m]
-        return out
+    def nested(means: Mapping[str, float], spec: Mapping[str, Sequence[tuple[str, bool]]]) -> dict[str, Any]:
+        return {task: {metric: means[f"{task}/{metric}"] for metric, _ in pairs} for task, pairs in spec.items()}
 
+    ref_means = all_means[reference]
     for row in table:
-        row["improvement"] = {
-            m: (1.0 if directions[m][2] else -1.0) * (row["mean"][m] - ref["mean"][m]) for m in metrics
-        }
-        finite = all(math.isfinite(row["mean"][m]) and math.isfinite(ref["mean"][m]) for m in metrics)
-        row["delta_m"] = delta_m(nested(row["mean"]), nested(ref["mean"]), spec) if finite else math.nan
-    return {"metrics": metrics, "reference": reference, "delta_m_metrics": spec, "rows": table}
+        row["improvement"] = {m: (1.0 if directions[m][2] else -1.0) * (row["mean"][m] - ref_means[m]) for m in metrics}
+        row["delta_m_by"] = {}
+        for convention, spec in specs.items():
+            used = [f"{t}/{m}" for t, pairs in spec.items() for m, _ in pairs]
+            means = all_means[row["name"]]
+            finite = all(math.isfinite(means[k]) and math.isfinite(ref_means[k]) for k in used)
+            row["delta_m_by"][convention] = (
+                delta_m(nested(means, spec), nested(ref_means, spec), spec) if finite else math.nan
+            )
+        row["delta_m"] = row["delta_m_by"][conventions[0]]
+    return {
+        "metrics": metrics,
+        "reference": reference,
+        "delta_m_metrics": specs[conventions[0]],
+        "delta_m_conventions": specs,
+        "rows": table,
+    }
 
 
 def _cell(mean: float, std: float, change: float | None, digits: int) -> str:
@@ -327,6 +382,26 @@ def _cell(mean: float, std: float, change: float | None, digits: int) -> str:
     if change is not None:
         text += f" ({change:+.{digits}f})"
     return text
+
+
+def delta_m_label(convention: str, spec: Mapping[str, Sequence[Any]]) -> str:
+    """Column label of a Δm convention: its metrics when few, else their count (``"Δm [%] (miou, rmse)"``)."""
+    used = [str(m[0]) if isinstance(m, (list, tuple)) else str(m) for pairs in spec.values() for m in pairs]
+    listed = ", ".join(used) if len(used) <= 3 else f"{len(used)} metrics"
+    return f"Δm [%] ↑ ({listed})"
+
+
+def delta_m_note(specs: Mapping[str, Mapping[str, Sequence[Any]]]) -> str:
+    """One sentence per Δm convention: its name, what it averages and its metrics per task."""
+    parts = []
+    for convention, spec in specs.items():
+        used = "; ".join(
+            f"{task}: {', '.join(str(m[0]) if isinstance(m, (list, tuple)) else str(m) for m in pairs)}"
+            for task, pairs in spec.items()
+        )
+        what = DELTA_M_CONVENTIONS.get(convention, convention)
+        parts.append(f"Δm `{convention}` ({what}) uses {used}.")
+    return " ".join(parts)
 
 
 def format_markdown(
@@ -340,33 +415,38 @@ def format_markdown(
     """The summary as a markdown page: reproducing command, then one row per config in the shape of Table 1.
 
     Columns: method, seeds, one per metric (``↑``/``↓`` for its direction; ``mean ± std (change vs reference)``,
-    positive change = better), ``Δm [%] ↑`` vs the reference row, ``s/run`` (mean training wall time per run).
+    positive change = better), one ``Δm [%] ↑ (metrics)`` per convention vs the reference row, ``s/run`` (mean
+    training wall time per run).
     """
     metrics = list(summary["metrics"])
+    specs = summary.get("delta_m_conventions") or {"mtl": summary["delta_m_metrics"]}
     arrows = [f"{m} {'↑' if metric_direction(m)[2] else '↓'}" for m in metrics]
+    dm_headers = [delta_m_label(c, spec) for c, spec in specs.items()]
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Reproduce: `{command}`", ""]
     lines += [
-        "| method | seeds | " + " | ".join(arrows) + " | Δm [%] ↑ | s/run |",
-        "|---|---|" + "---|" * len(metrics) + "---|---|",
+        "| method | seeds | " + " | ".join(arrows + dm_headers) + " | s/run |",
+        "|---|---|" + "---|" * (len(metrics) + len(dm_headers)) + "---|",
     ]
     for row in summary["rows"]:
         is_ref = row["name"] == summary["reference"]
         cells = [
             _cell(row["mean"][m], row["std"][m], None if is_ref else row["improvement"][m], digits) for m in metrics
         ]
-        dm = row["delta_m"]
-        dm_text = "0 (reference)" if is_ref else (f"{dm:+.2f}" if math.isfinite(dm) else "n/a")
+        by = row.get("delta_m_by") or {next(iter(specs)): row["delta_m"]}
+        for convention in specs:
+            dm = by.get(convention, math.nan)
+            cells.append("0 (reference)" if is_ref else (f"{dm:+.2f}" if math.isfinite(dm) else "n/a"))
         seconds = "n/a" if row["seconds"] is None else f"{row['seconds']:.0f}"
-        lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + f" | {dm_text} | {seconds} |")
-    used = "; ".join(f"{task}: {', '.join(m for m, _ in pairs)}" for task, pairs in summary["delta_m_metrics"].items())
+        lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + f" | {seconds} |")
     lines += [
         "",
         "mean ± sample standard deviation over seeds of the final validation metrics; in parentheses the change "
         f"against the reference row `{summary['reference']}`, signed so that positive is better (FAFE "
-        f"Table 1). Δm (Maninis et al. 2019; freqdense docs/conventions.md) of the row means against the reference "
-        f"row's means, metrics per task: {used}. s/run: training wall time per run (evaluation included).",
+        "Table 1). Δm (Maninis et al. 2019; freqdense docs/conventions.md): mean relative change of the row means "
+        f"against the reference row's means, in percent. {delta_m_note(specs)} s/run: training wall time per run "
+        "(evaluation included).",
     ]
     for note in notes:
         lines += ["", note]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .ambiguity_mask import AmbiguityMask, ambiguity_mask, warp_with_grid
 from .auto_blur import AutoBlur
-from .consistency import LocalConsistencyLoss, local_consistency_loss
+from .consistency import LocalConsistencyLoss, consistency_edge_mask, local_consistency_loss
 from .photometric import (
     LossImages,
     MinReprojection,
@@ -21,6 +21,7 @@ __all__ = [
     "AmbiguityMask",
     "AutoBlur",
     "LocalConsistencyLoss",
+    "consistency_edge_mask",
     "local_consistency_loss",
     "EdgeAwareSmoothness",
     "LossImages",

@@ -5,12 +5,20 @@
 with ``t = 1`` (paper §4.1: "we discard large values in C_s and C_d ... we set the threshold to 1") and total loss
 ``L = L_s + L_d + 0.1 L_c``. Choices the paper leaves open (docs/reference_code.md#fafe-fd-and-the-consistency-loss):
 
-* Segmentation prediction ``P_s`` (option ``seg_mode``): ``"probs"`` (default) uses the softmax probabilities of all
-  ``K`` classes and ``C_s = sum_k (p_k - mean_3x3 p_k)^2`` (squared distance between a pixel's class distribution
-  and its neighbourhood mean, in ``[0, 2)``): differentiable, independent of class numbering, and 0 inside a
-  uniformly-predicted region. ``"max_prob"`` uses the max softmax probability (one map, differentiable, but blind to
-  a change between two confident classes). ``"argmax"`` uses the one-hot of the argmax (no gradient to the
-  segmentation head; the loss then only shapes depth). Class indices themselves are never used as values.
+* Segmentation prediction ``P_s`` (option ``seg_mode``). The paper asks two things of ``C_s``: small where the
+  3x3 neighbourhood "belongs to the same object", and "too large" (above the threshold 1) at "the edge of an
+  object", which is then left out. ``"scaled_onehot"`` (default) meets both for every boundary: ``P_s = 9 *
+  one_hot(argmax)`` (9 = the window's area), so ``C_s = 0`` inside a uniformly predicted region and ``C_s >= 2 > 1``
+  at every pixel whose 3x3 window holds another class: the masked set is exactly the predicted boundary pixels
+  (for any threshold below 2), whatever the class numbering. On the kept pixels ``C_s = 0`` and ``L_c`` is the
+  depth's local variance, i.e. depth is smoothed inside objects and left free at their edges. ``"index"`` is the
+  literal reading (``P_s`` = the predicted class-index map): ``C_s > 1`` marks boundaries between classes whose
+  indices differ enough (83 % of boundary pixels of 40-class NYUD-like labels) and asks depth to vary like the
+  index jump at the others. Both carry no gradient to the segmentation head. ``"probs"`` (all softmax
+  probabilities, ``C_s = sum_k (p_k - mean_3x3 p_k)^2 < 2``), ``"max_prob"`` and ``"argmax"`` (unscaled one-hot)
+  are kept as options: their ``C_s`` stays below 1 at almost every boundary, so they mask (almost) no edge and
+  ``L_c`` pulls depth variance towards the segmentation's at every boundary. docs/methods/fafe.md has the argument
+  and the measured shares.
 * The 3x3 mean includes the centre pixel and averages only the in-image neighbours at borders
   (``count_include_pad=False``), so borders are not penalised by padding.
 * The mask is computed without gradient; L1 is averaged over kept pixels (0 if none is kept).
@@ -28,11 +36,15 @@ from torch import nn
 from .._checks import check_shape
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["LocalConsistencyLoss", "local_consistency_loss", "local_variance_map"]
+__all__ = ["SEG_MODES", "LocalConsistencyLoss", "consistency_edge_mask", "local_consistency_loss", "local_variance_map"]
 
 logger = logging.getLogger(__name__)
 
-SegMode = Literal["probs", "max_prob", "argmax"]
+SegMode = Literal["scaled_onehot", "index", "probs", "max_prob", "argmax"]
+#: Every ``seg_mode``, the default first.
+SEG_MODES: tuple[str, ...] = ("scaled_onehot", "index", "probs", "max_prob", "argmax")
+#: Area of the 3x3 window; ``scaled_onehot`` scales the one-hot by it so one differing neighbour gives ``C_s = 2``.
+_WINDOW_AREA = 9.0
 
 
 def local_variance_map(pred: torch.Tensor) -> torch.Tensor:
@@ -48,18 +60,43 @@ def local_variance_map(pred: torch.Tensor) -> torch.Tensor:
 
 
 def _seg_map(seg_logits: torch.Tensor, seg_mode: SegMode) -> torch.Tensor:
+    if seg_mode in ("scaled_onehot", "argmax", "index"):
+        labels = seg_logits.detach().argmax(dim=1)
+        if seg_mode == "index":
+            return labels.unsqueeze(1).to(seg_logits.dtype)
+        one_hot = F.one_hot(labels, seg_logits.shape[1]).permute(0, 3, 1, 2).to(seg_logits.dtype)
+        return one_hot * _WINDOW_AREA if seg_mode == "scaled_onehot" else one_hot
     probs = torch.softmax(seg_logits, dim=1)
     if seg_mode == "probs":
         return probs
     if seg_mode == "max_prob":
         return probs.max(dim=1, keepdim=True).values
-    if seg_mode == "argmax":
-        return F.one_hot(seg_logits.argmax(dim=1), seg_logits.shape[1]).permute(0, 3, 1, 2).to(seg_logits.dtype)
-    raise ConfigError(f"local_consistency_loss: seg_mode must be 'probs', 'max_prob' or 'argmax', got {seg_mode!r}")
+    raise ConfigError(
+        f"local_consistency_loss: seg_mode must be one of {', '.join(map(repr, SEG_MODES))}, got {seg_mode!r}"
+    )
+
+
+def consistency_edge_mask(
+    seg_logits: torch.Tensor, *, threshold: float = 1.0, seg_mode: SegMode = "scaled_onehot"
+) -> torch.Tensor:
+    """Pixels ``L_c`` treats as object edges, ``C_s > threshold`` (Eq. 4, §4.1): logits -> bool ``(B, 1, H, W)``.
+
+    With the default ``seg_mode`` and ``threshold < 2`` this is exactly the set of pixels whose 3x3 window (in the
+    image) holds more than one predicted class.
+
+    Examples:
+        >>> labels = torch.tensor([[0, 0, 0, 1, 1, 1]])
+        >>> logits = torch.nn.functional.one_hot(labels, 2).permute(2, 0, 1)[None].float()
+        >>> consistency_edge_mask(logits)[0, 0].int()
+        tensor([[0, 0, 1, 1, 0, 0]], dtype=torch.int32)
+    """
+    check_shape(seg_logits, "B K H W", name="seg_logits")
+    with torch.no_grad():
+        return local_variance_map(_seg_map(seg_logits, seg_mode)) > threshold
 
 
 def local_consistency_loss(
-    seg_logits: torch.Tensor, depth_pred: torch.Tensor, *, threshold: float = 1.0, seg_mode: SegMode = "probs"
+    seg_logits: torch.Tensor, depth_pred: torch.Tensor, *, threshold: float = 1.0, seg_mode: SegMode = "scaled_onehot"
 ) -> torch.Tensor:
     """FAFE local-aware consistency ``L_c`` (Eq. 4), unweighted.
 
@@ -73,7 +110,7 @@ def local_consistency_loss(
         Scalar mean of ``|C_s - C_d|`` over kept pixels.
 
     Examples:
-        >>> seg = torch.zeros(1, 3, 4, 4)  # uniform class distribution everywhere -> C_s = 0
+        >>> seg = torch.zeros(1, 3, 4, 4)  # one predicted class everywhere -> C_s = 0
         >>> depth = torch.ones(1, 1, 4, 4)  # flat depth -> C_d = 0
         >>> float(local_consistency_loss(seg, depth)) < 1e-6
         True
@@ -101,11 +138,11 @@ class LocalConsistencyLoss(nn.Module):
         True
     """
 
-    def __init__(self, *, weight: float = 0.1, threshold: float = 1.0, seg_mode: SegMode = "probs") -> None:
+    def __init__(self, *, weight: float = 0.1, threshold: float = 1.0, seg_mode: SegMode = "scaled_onehot") -> None:
         super().__init__()
-        if seg_mode not in ("probs", "max_prob", "argmax"):
+        if seg_mode not in SEG_MODES:
             raise ConfigError(
-                f"LocalConsistencyLoss: seg_mode must be 'probs', 'max_prob' or 'argmax', got {seg_mode!r}"
+                f"LocalConsistencyLoss: seg_mode must be one of {', '.join(map(repr, SEG_MODES))}, got {seg_mode!r}"
             )
         self.weight = weight
         self.threshold = threshold

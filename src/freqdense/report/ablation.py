@@ -1,9 +1,9 @@
 """The report of an ablation directory (``freqdense ablate``): the Table-1-style table and every run's curves.
 
 Read: ``ablation.json`` (``{"command", "configs", "names", "seeds", "overrides", "runs": {row: [per-seed record]},
-"summary": {"metrics", "reference", "rows": [{"name", "seeds", "mean", "std", "improvement", "delta_m",
-"seconds"}]}}``, written by ``freqdense ablate``), ``ablation.md`` (its title and notes) and the runs in
-``<row>/seed<k>/``.
+"summary": {"metrics", "reference", "delta_m_conventions", "rows": [{"name", "seeds", "mean", "std", "improvement",
+"delta_m", "delta_m_by", "seconds"}]}}``, written by ``freqdense ablate``), ``ablation.md`` (its title and notes)
+and the runs in ``<row>/seed<k>/``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.ablate import delta_m_label, delta_m_note
 from ..errors import ReportError
 from .html import Section, details, note, pre, table
 from .layout import ABLATION_FILE, is_run_dir, read_json
@@ -50,24 +51,34 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _conventions(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Δm conventions of a summary; files written before conventions existed have one, ``delta_m_metrics``."""
+    specs = summary.get("delta_m_conventions")
+    if isinstance(specs, Mapping) and specs:
+        return dict(specs)
+    return {"": summary.get("delta_m_metrics") or {}}
+
+
 def _table(summary: Mapping[str, Any]) -> str:
     metrics = list(summary["metrics"])
     reference = summary.get("reference")
-    header = ["method", "seeds", *(f"{m} {arrow(m)}".strip() for m in metrics), "Δm [%] ↑", "s/run"]
+    specs = _conventions(summary)
+    dm_headers = [delta_m_label(c, spec) if c else "Δm [%] ↑" for c, spec in specs.items()]
+    header = ["method", "seeds", *(f"{m} {arrow(m)}".strip() for m in metrics), *dm_headers, "s/run"]
     rows, keys, best = [], [], []
     for i, row in enumerate(summary["rows"]):
         is_ref = row.get("name") == reference
         mean, std, change = (row.get(k) or {} for k in ("mean", "std", "improvement"))
         cells = [_cell(mean.get(m), std.get(m), None if is_ref else change.get(m)) for m in metrics]
-        dm = row.get("delta_m")
-        dm_text = "0 (reference)" if is_ref else (f"{dm:+.2f}" if _finite(dm) else "n/a")
+        by = row.get("delta_m_by") if isinstance(row.get("delta_m_by"), Mapping) else {}
+        for j, convention in enumerate(specs):
+            dm = by.get(convention, row.get("delta_m") if j == 0 else None)
+            cells.append("0 (reference)" if is_ref else (f"{dm:+.2f}" if _finite(dm) else "n/a"))
+            if not is_ref and _finite(dm) and dm > 0:
+                best.append((i, len(metrics) + 2 + j))
         seconds = row.get("seconds")
-        rows.append(
-            [str(row.get("name")), row.get("seeds"), *cells, dm_text, f"{seconds:.0f}" if _finite(seconds) else None]
-        )
+        rows.append([str(row.get("name")), row.get("seeds"), *cells, f"{seconds:.0f}" if _finite(seconds) else None])
         keys.append(str(row.get("name")))
-        if not is_ref and _finite(dm) and dm > 0:
-            best.append((i, len(metrics) + 2))
     numeric = range(2, len(header))
     return table(header, rows, css_id="ablation-table", css_class="metrics", row_keys=keys, best=best, numeric=numeric)
 
@@ -109,17 +120,21 @@ def ablation_page(path: Path) -> tuple[str, str, list[Section]]:
     if data.get("command"):
         intro.append(f"<p>Reproduce:</p>{pre(str(data['command']))}")
     intro.append(_table(summary))
-    used = summary.get("delta_m_metrics") or {}
-    used_text = "; ".join(
-        f"{task}: {', '.join(str(m[0]) if isinstance(m, (list, tuple)) else str(m) for m in pairs)}"
-        for task, pairs in used.items()
-    )
+    specs = _conventions(summary)
+    if "" in specs:
+        used = "; ".join(
+            f"{task}: {', '.join(str(m[0]) if isinstance(m, (list, tuple)) else str(m) for m in pairs)}"
+            for task, pairs in specs[""].items()
+        )
+        dm_text = f"metrics per task: {used or 'as listed'}."
+    else:
+        dm_text = delta_m_note(specs)
     intro.append(
         note(
             "Mean ± sample standard deviation over seeds of the final validation metrics; in parentheses the change "
             f"against the reference row {summary.get('reference')}, signed so that positive is better (FAFE "
-            f"Table 1). Δm: mean relative change against the reference row, in percent, metrics per task: "
-            f"{used_text or 'as listed'}; highlighted where positive. s/run: training wall time per run."
+            f"Table 1). Δm: mean relative change against the reference row, in percent, highlighted where "
+            f"positive; {dm_text} s/run: training wall time per run."
         )
     )
     runs = data.get("runs") if isinstance(data.get("runs"), Mapping) else {}

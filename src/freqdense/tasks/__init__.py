@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config.schema import TaskConfig
 from ..errors import ConfigError
-from ..losses.consistency import LocalConsistencyLoss
+from ..losses.consistency import SEG_MODES, LocalConsistencyLoss
 from .base import DEFAULT_INPUTS, MetricSet, Task, TaskPart, model_inputs
 from .depth import DepthEstimation, depth_loss
 from .segmentation import SemanticSegmentation
@@ -78,14 +78,13 @@ def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequenc
 
 
 _CONSISTENCY_KEYS = ("weight", "threshold", "seg_mode")
-_SEG_MODES = ("probs", "max_prob", "argmax")
 
 
 def _consistency_from_config(
     options: Mapping[str, Any] | None, *, task_name: str = "multitask"
 ) -> LocalConsistencyLoss | None:
     """Validate ``task.consistency`` (FAFE Eq. 4; keys ``weight`` = lambda_3 = 0.1, ``threshold`` = 1.0,
-    ``seg_mode`` = ``"probs"``) into a :class:`~freqdense.losses.LocalConsistencyLoss`; ``None`` -> ``None``.
+    ``seg_mode`` = ``"scaled_onehot"``) into a :class:`~freqdense.losses.LocalConsistencyLoss`; ``None`` -> ``None``.
 
     Raises:
         ConfigError: not a mapping, an unknown key, a bad value, or a task other than ``multitask``.
@@ -119,9 +118,9 @@ def _consistency_from_config(
             raise ConfigError(f"{where}.{key} must be {bound}, got {value!r}")
         kwargs[key] = float(value)
     if "seg_mode" in options:
-        if options["seg_mode"] not in _SEG_MODES:
+        if options["seg_mode"] not in SEG_MODES:
             raise ConfigError(
-                f"{where}.seg_mode must be one of {', '.join(map(repr, _SEG_MODES))}, got {options['seg_mode']!r} "
+                f"{where}.seg_mode must be one of {', '.join(map(repr, SEG_MODES))}, got {options['seg_mode']!r} "
                 "(docs/methods/fafe.md explains the choice)"
             )
         kwargs["seg_mode"] = options["seg_mode"]
