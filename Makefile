@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
 
-.PHONY: demo test install lock check-lock lint bench clean
+.PHONY: demo test install lock check-lock lint bench results-check clean
 
 # A fresh environment every time the lock or the project metadata changes, so nothing stale survives an update.
 $(STAMP): $(LOCK) pyproject.toml
@@ -50,6 +50,10 @@ check-lock: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
+
+# Re-run one seed of a results row at a reduced budget against docs/results/checks.json (also a slow test).
+results-check: $(STAMP)
+	$(BIN)/python scripts/results_check.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python -m benchmarks.$$(basename $$b .py) || exit 1; done

@@ -5,7 +5,9 @@ IoU.
 Random weights (latency and FLOPs do not depend on them); the SFP mask is the L2-norm rule of
 freqdense.pruning.SoftFilterPruner. FLOPs = 2 x multiply-adds (torch.utils.flop_counter), the paper's unit.
 FPI = FLOPs / mIoU (mIoU as a fraction; paper Table 2: 139 G / 0.786 = 177). The mIoU values are the paper's
-(we do not train here). Ratios are against the unpruned, untruncated row measured in the same run.
+(we do not train here). Ratios are against the unpruned, untruncated row measured in the same run. The pruned rows
+are the models remove_pruned_filters builds (SFP's small ResNet: stem and conv3 outputs removed too); the "paper"
+column counts with the paper's own rules (freqdense.models.flops.pruned_flops).
 
     .venv/bin/python benchmarks/bench_pruning.py                 # 513 input, paper accounting (OS32), 3 repeats
     .venv/bin/python benchmarks/bench_pruning.py --size 257 --repeats 2 --dataset cityscapes

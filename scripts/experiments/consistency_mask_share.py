@@ -41,14 +41,18 @@ def main() -> None:
             mask = consistency_edge_mask(logits, seg_mode=mode)[0, 0]
             masked[mode] += int(mask.sum())
             masked_boundary[mode] += int((mask & boundary).sum())
-    print(f"{len(scenes)} synthetic val scenes at {args.size[0]}x{args.size[1]}: boundary pixels "
-          f"{100 * boundary_pixels / pixels:.1f} % of all pixels\n")
+    print(
+        f"{len(scenes)} synthetic val scenes at {args.size[0]}x{args.size[1]}: boundary pixels "
+        f"{100 * boundary_pixels / pixels:.1f} % of all pixels\n"
+    )
     print("| seg_mode | masked, % of all pixels | masked, % of boundary pixels | masked outside boundaries |")
     print("|---|---|---|---|")
     for mode in SEG_MODES:
         outside = masked[mode] - masked_boundary[mode]
-        print(f"| `{mode}` | {100 * masked[mode] / pixels:.1f} | {100 * masked_boundary[mode] / boundary_pixels:.1f} "
-              f"| {outside} |")
+        print(
+            f"| `{mode}` | {100 * masked[mode] / pixels:.1f} | {100 * masked_boundary[mode] / boundary_pixels:.1f} "
+            f"| {outside} |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,16 +7,23 @@ Run (full setting; NOT run in this repository so far, estimate in docs/results/s
         --nu-max 4 8 16 32 --grids 13 7 --train-truncated
 
 Per seed it trains ``synthetic/deeplabv3plus_r50_os16`` (96x128 crops, 2000 steps) with
-(a) pixel-wise labels (the full band, the reference), (b) block-wise labels at each ``--nu-max``
-(``data.train_transforms.blockwise_labels=NU``: the crop's labels on a ``(2 NU + 1)^2`` grid, cycles per image of the
-96x128 label map; validation always uses pixel-wise labels) and, with ``--train-truncated``, (c) the decoder
+(a) pixel-wise labels (the full band, the reference), (b) block-wise labels at each ``--nu-max`` and each ``--void``
+convention (``data.train_transforms.blockwise_labels={nu_max: NU, void: keep|fill}``: the crop's labels on a
+``(2 NU + 1)^2`` grid, cycles per image of the label map; ``keep``, the default, keeps void pixels void, ``fill`` gives
+them their block's label; validation always uses pixel-wise labels) and, with ``--train-truncated``, (c) the decoder
 truncated to each ``--grids`` size (``model.decoder_grid=S``). Every model is evaluated on the validation split
 (pixel-wise labels); the pixel-wise model is also evaluated with its decoder truncated to each grid
 (evaluate-only truncation, ``freqdense.spectral.truncate_decoder``), and its CE spectrum on the same data gives
 ``R(nu_max)`` (Eq. 14) at every block-wise ``nu_max`` and at ``(S - 1) // 2`` for each grid. The label-only R
 (label-energy tail) comes from ``analyze labels``' computation. Output: ``OUT/results.json`` (per-run records, see
 ``freqdense.analysis.spectral_relation``), the report ``--report`` with tables and Spearman correlations, and the
-Fig. 6 plot ``--plot``. Finished runs are reused (``OUT/<run>/record.json``), so an interrupted sweep resumes.
+Fig. 6 plot ``--plot``. Finished runs are reused (``OUT/<run>/record.json``), so an interrupted sweep resumes; a run
+directory already trained with the same resolved config (e.g. by ``freqdense train`` in parallel) is resumed at its
+end, i.e. only evaluated.
+
+Convergence: every record keeps its validation history (``eval.every``; ``--eval-every``) and the report states
+whether the pixel-wise run met the criterion: its validation mIoU varies by less than ``--converge-tol`` (max - min)
+over its last ``--converge-window`` evaluations.
 
 Smoke test (minutes on a CPU, not a result): ``--steps 10 --seeds 0 --nu-max 4 8 --grids 7 --val-samples 8
 --train-samples 80``.
@@ -27,21 +34,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import shlex
+import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from freqdense.analysis.spectral_relation import plot_relation, relation_correlations, relation_points, relation_table
+from freqdense.analysis.spectral_relation import (
+    plot_relation,
+    relation_correlations,
+    relation_points,
+    relation_table,
+    series_name,
+)
 from freqdense.cli.analyze_cmd import compute_label_analysis, compute_truncation
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
 from freqdense.engine.checkpoint import load_model
 from freqdense.engine.data import build_dataset
 from freqdense.engine.train import resolve_device, train
+from freqdense.spectral import blockwise_annotation
 
 log = logging.getLogger("spectral_synthetic")
 
@@ -95,6 +112,25 @@ def evaluate(run_dir: Path, cfg, *, grids: list[int], device: torch.device) -> d
     )
 
 
+def eval_history(run_dir: Path) -> list[dict[str, Any]]:
+    """Validation evaluations of a run (``log.jsonl``): step, mIoU and every per-class IoU."""
+    out = []
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "eval":
+            out.append(
+                {k.removeprefix("semantic/"): v for k, v in row.items() if k == "step" or k.startswith("semantic/")}
+            )
+    return out
+
+
+def converged(history: list[dict[str, Any]], *, window: int, tol: float) -> dict[str, Any]:
+    """The convergence criterion: max - min of the last ``window`` validation mIoUs is below ``tol``."""
+    last = [h["miou"] for h in history[-window:]]
+    spread = max(last) - min(last) if len(last) == window else float("nan")
+    return {"window": window, "tol": tol, "spread": spread, "met": bool(spread < tol)}
+
+
 def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[int], nus: list[int], device) -> list:
     """Train (or reuse) one run and return its records (several for the pixel-wise run)."""
     run_dir = out / name
@@ -107,7 +143,18 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
     trained = time.perf_counter() - start
     res = evaluate(run_dir, cfg, grids=grids, device=device)
     rows = res["rows"]
-    records = [{**record, "miou": rows[0]["miou"], "pixel_acc": rows[0]["pixel_acc"], "train_seconds": trained}]
+    history = eval_history(run_dir)
+    final = history[-1] if history else {}
+    records = [
+        {
+            **record,
+            "miou": rows[0]["miou"],
+            "pixel_acc": rows[0]["pixel_acc"],
+            "iou": {k.removeprefix("iou/"): v for k, v in final.items() if k.startswith("iou/")},
+            "history": [{"step": h["step"], "miou": h["miou"]} for h in history],
+            "train_seconds": trained,
+        }
+    ]
     if record["family"] == "pixelwise":
         r = res["spectrum"].relative_discrepancy
         records[0]["r_model"] = {str(nu): float(r[min(nu, len(r) - 1)]) for nu in nus}
@@ -126,6 +173,26 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
     return records
 
 
+def label_statistics(dataset, nus: list[int], *, num_classes: int, method: str, ignore_index: int = 255) -> dict:
+    """What block-wise annotation does to the validation labels, per ``nu_max``: the share of non-void pixels whose
+    label changes, the share of void pixels still void with ``void="fill"``, and per class the share of its pixels
+    still labelled with it."""
+    labels = torch.stack([torch.as_tensor(dataset[i]["semantic"]).long() for i in range(len(dataset))])
+    valid = labels != ignore_index
+    stats: dict[int, dict[str, Any]] = {}
+    for nu in nus:
+        fill = blockwise_annotation(labels, nu, method=method, ignore_index=ignore_index, num_classes=num_classes)
+        kept = {
+            c: int(((labels == c) & (fill == c)).sum()) / max(int((labels == c).sum()), 1) for c in range(num_classes)
+        }
+        stats[nu] = {
+            "changed": int(((fill != labels) & valid).sum()) / max(int(valid.sum()), 1),
+            "void_kept_fill": int(((fill == ignore_index) & ~valid).sum()) / max(int((~valid).sum()), 1),
+            "class_kept": kept,
+        }
+    return {"void_share": float((~valid).float().mean()), "per_nu": stats}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="block-wise annotation, feature truncation and R(nu_max) (the spectral-analysis paper)"
@@ -137,7 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grids", type=int, nargs="*", default=[13, 7], help="decoder grids for feature truncation")
     p.add_argument("--train-truncated", action="store_true", help="also train models with the truncated decoder")
     p.add_argument("--method", default="majority", choices=["majority", "nearest"], help="block label rule")
+    p.add_argument(
+        "--void",
+        nargs="+",
+        default=["keep"],
+        choices=["keep", "fill"],
+        help="void pixels in block-wise labels: keep (stay void; default) and/or fill (take the block's label)",
+    )
     p.add_argument("--steps", type=int, default=None, help="override schedule.total_steps (smoke tests)")
+    p.add_argument("--eval-every", type=int, default=None, help="override eval.every (the convergence history)")
+    p.add_argument("--converge-window", type=int, default=4, help="evaluations the convergence criterion looks at")
+    p.add_argument("--converge-tol", type=float, default=0.005, help="max - min of those mIoUs to call it converged")
     p.add_argument("--val-samples", type=int, default=None, help="override data.val_args.num_samples")
     p.add_argument("--train-samples", type=int, default=None, help="override data.train_args.num_samples")
     p.add_argument("--report", type=Path, default=Path("docs/results/spectral_synthetic.md"))
@@ -147,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = list(args.overrides)
     if args.steps is not None:
-        overrides += [f"schedule.total_steps={args.steps}", f"eval.every={max(1, args.steps)}"]
+        every = args.eval_every if args.eval_every is not None else max(1, args.steps)
+        overrides += [f"schedule.total_steps={args.steps}", f"eval.every={every}"]
+    elif args.eval_every is not None:
+        overrides.append(f"eval.every={args.eval_every}")
     if args.val_samples is not None:
         overrides.append(f"data.val_args.num_samples={args.val_samples}")
     if args.train_samples is not None:
@@ -163,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     label_r = {row["nu_max"]: row["label_energy_r"] for row in labels["table"]}
     pixel_error = {row["nu_max"]: row["blockwise_pixel_error"] for row in labels["table"]}
+    label_stats = label_statistics(
+        val, sorted(set(args.nu_max)), num_classes=int(base_cfg.model.kwargs["num_classes"]), method=args.method
+    )
+    class_names = list(getattr(val, "classes", [])) or [
+        str(c) for c in range(int(base_cfg.model.kwargs["num_classes"]))
+    ]
+    wall_start = time.perf_counter()
 
     runs: list[dict[str, Any]] = []
     for seed in args.seeds:
@@ -170,49 +257,129 @@ def main(argv: list[str] | None = None) -> int:
         runs += run_one(f"pixelwise_seed{seed}", {"family": "pixelwise", "seed": seed}, cfg, args.out,
                         grids=args.grids, nus=nus, device=device)  # fmt: skip
         for nu in args.nu_max:
-            key = "data.train_transforms.blockwise_labels"
-            cfg = build_run_config(args.config, seed, overrides, [f"{key}.nu_max={nu}", f"{key}.method={args.method}"])
-            record = {"family": "blockwise", "nu_max": nu, "seed": seed}
-            runs += run_one(f"blockwise{nu}_seed{seed}", record, cfg, args.out, grids=[], nus=nus, device=device)
+            for void in args.void:
+                key = "data.train_transforms.blockwise_labels"
+                extra = [f"{key}.nu_max={nu}", f"{key}.method={args.method}", f"{key}.void={void}"]
+                cfg = build_run_config(args.config, seed, overrides, extra)
+                record = {"family": "blockwise", "nu_max": nu, "void": void, "seed": seed}
+                name = f"blockwise{nu}_{void}_seed{seed}"
+                runs += run_one(name, record, cfg, args.out, grids=[], nus=nus, device=device)
         for grid in args.grids if args.train_truncated else []:
             cfg = build_run_config(args.config, seed, overrides, [f"model.decoder_grid={grid}"])
             record = {"family": "truncation_train", "grid": grid, "nu_max": (grid - 1) // 2, "seed": seed}
             runs += run_one(f"truncated{grid}_seed{seed}", record, cfg, args.out, grids=[], nus=nus, device=device)
 
+    convergence = {
+        int(r["seed"]): converged(r["history"], window=args.converge_window, tol=args.converge_tol)
+        for r in runs
+        if r["family"] == "pixelwise" and r.get("history")
+    }
     results = {"config": args.config, "overrides": overrides, "runs": runs, "label_r": label_r,
-               "blockwise_pixel_error": pixel_error}  # fmt: skip
+               "blockwise_pixel_error": pixel_error, "label_statistics": label_stats, "classes": class_names,
+               "convergence": convergence, "wall_seconds": time.perf_counter() - wall_start}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     points = relation_points(runs, label_r=label_r)
     correlations = relation_correlations(points)
     plot_relation(points, args.plot)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     smoke = args.steps is not None or args.val_samples is not None or args.train_samples is not None
-    write_report(args, points, correlations, pixel_error, command, overrides, smoke, runs)
+    write_report(args, points, correlations, pixel_error, command, overrides, smoke, runs, results)
     sys.stdout.write(args.report.read_text())
     return 0
 
 
-def write_report(args, points, correlations, pixel_error, command, overrides, smoke, runs) -> None:
+def git_state() -> str:
+    """``git rev-parse --short HEAD``, plus "with uncommitted changes" when the tree is dirty."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return rev.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def machine() -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
+    return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def class_table(runs: list[dict[str, Any]], class_names: list[str]) -> str:
+    """Per-class validation IoU of every trained run (mean over seeds), pixel-wise first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        if "iou" not in r:
+            continue
+        key = "pixelwise" if r["family"] == "pixelwise" else f"{series_name(r)} ν={r.get('nu_max', r.get('grid'))}"
+        groups.setdefault(key, []).append(r)
+    lines = ["| run | " + " | ".join(class_names) + " | mIoU |", "|---|" + "---|" * (len(class_names) + 1)]
+    for key, rs in groups.items():
+        cells = [f"{_mean([r['iou'].get(c, float('nan')) for r in rs]):.3f}" for c in class_names]
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {_mean([r['miou'] for r in rs]):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(args, points, correlations, pixel_error, command, overrides, smoke, runs, results) -> None:
     seconds = [r["train_seconds"] for r in runs if "train_seconds" in r]
     note = (
         "**Smoke test, not a result**: runs shortened to (" + ", ".join(overrides) + "); the numbers below only "
         "show that the pipeline runs end to end. The full experiment (not run yet): `" + FULL_COMMAND + "`."
         if smoke
-        else f"Full setting of `{args.config}` (2000 steps, 600 training / 100 validation scenes, 96x128)."
+        else f"Setting: `{args.config}`"
+        + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
+        + "."
     )
     errors = ", ".join(f"ν={nu}: {e:.3f}" for nu, e in sorted(pixel_error.items()))
+    stats = results["label_statistics"]
+    names = results["classes"]
+    stat_lines = [
+        "| ν_max | non-void pixels relabelled | void pixels still void, void=fill | "
+        + " | ".join(f"{c} pixels kept" for c in names)
+        + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for nu, row in sorted(stats["per_nu"].items(), key=lambda kv: -int(kv[0])):
+        kept = " | ".join(f"{row['class_kept'][c]:.2f}" for c in sorted(row["class_kept"], key=int))
+        stat_lines.append(f"| {nu} | {row['changed']:.3f} | {row['void_kept_fill']:.2f} | {kept} |")
+    conv_lines = []
+    for seed, c in sorted(results["convergence"].items()):
+        hist = next(r["history"] for r in runs if r["family"] == "pixelwise" and int(r["seed"]) == int(seed))
+        curve = ", ".join(f"{h['step']}: {h['miou']:.3f}" for h in hist)
+        verdict = "met" if c["met"] else "NOT met"
+        conv_lines.append(
+            f"- seed {seed}: criterion {verdict} (max - min of the last {c['window']} validation mIoUs = "
+            f"{c['spread']:.4f}, tolerance {c['tol']}); validation mIoU by step: {curve}."
+        )
     lines = [
         "# Block-wise annotation, feature truncation and R(ν_max) on synthetic scenes "
         "(Fig. 6 of the spectral-analysis paper)",
         "",
         f"Reproduce: `{command}`",
         "",
+        f"Revision {git_state()}; machine: {machine()}; finished "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC.",
+        "",
         note,
         "",
-        f"Training time per run: mean {sum(seconds) / max(len(seconds), 1):.0f} s over {len(seconds)} runs "
-        f"(device: {'cuda' if torch.cuda.is_available() else 'cpu'}).",
+        f"Training time per run: mean {sum(seconds) / max(len(seconds), 1):.0f} s over {len(seconds)} runs.",
+        "",
+        "**Convergence** of the pixel-wise model (the criterion: its validation mIoU varies by less than "
+        f"{args.converge_tol} over its last {args.converge_window} evaluations):",
+        "",
+        *conv_lines,
         "",
         relation_table(points, correlations),
+        "Per-class validation IoU (pixel-wise labels; final weights):",
+        "",
+        class_table(runs, names),
+        "What block-wise annotation does to the validation labels "
+        f"(void is {stats['void_share']:.1%} of the pixels; share of each class's pixels that keep their label):",
+        "",
+        "\n".join(stat_lines),
+        "",
         f"Share of val pixels whose block-wise label differs from the pixel-wise one: {errors}.",
         "",
         f"![relative mIoU against R]({Path('..') / args.plot.relative_to('docs')})"

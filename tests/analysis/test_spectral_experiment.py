@@ -101,7 +101,9 @@ def test_relation_points_errors():
 def test_correlations_exclude_reference_and_pool_families():
     pts = relation_points(_fake_runs(), label_r={4: 0.3, 8: 0.1, 3: 0.4, 6: 0.2})
     rows = {(c["predictor"], c["family"]): c for c in relation_correlations(pts)}
-    assert rows[("r_model", "blockwise")]["n"] == 2 and rows[("r_model", "blockwise")]["rho"] == pytest.approx(1.0)
+    # Block-wise records without a "void" are the "fill" convention (the only one before the option existed).
+    bw = rows[("r_model", "blockwise (void=fill)")]
+    assert bw["n"] == 2 and bw["rho"] == pytest.approx(1.0)
     # Pooled (b8, b4, t13, t7): R = (0.10, 0.30, 0.15, 0.40), drops (0.075, 0.375, 0.10, 0.35):
     # ranks (1, 3, 2, 4) vs (1, 4, 2, 3) -> d = (0, 1, 0, 1), rho = 1 - 6 * 2 / (4 * 15) = 0.8.
     assert rows[("r_model", "all")]["n"] == 4
@@ -113,7 +115,7 @@ def test_correlations_exclude_reference_and_pool_families():
 def test_table_and_plot(tmp_path):
     pts = relation_points(_fake_runs())
     text = relation_table(pts, relation_correlations(pts))
-    assert "| blockwise | 4 | 4 | 2 | 0.4250 ± 0.0354 | 0.625 ± 0.177 |" in text
+    assert "| blockwise (void=fill) | 4 | 4 | 2 | 0.4250 ± 0.0354 | 0.625 ± 0.177 |" in text
     assert "| truncation_eval | 7×7 | 3 |" in text
     assert "| r_model | all | 4 | +0.800 |" in text
     out = plot_relation(pts, tmp_path / "fig6.png")
@@ -131,3 +133,49 @@ def test_analyze_relation_cli(tmp_path, capsys):
     assert "| r_model | all | 4 | +0.800 |" in text and "| r_label | all | 4 |" in text
     saved = json.loads((tmp_path / "rel" / "relation.json").read_text())
     assert len(saved["points"]) == 5 and (tmp_path / "rel" / "relation.png").exists()
+
+
+def _runs_with_both_void_conventions() -> list[dict]:
+    keep = [
+        {"family": "blockwise", "nu_max": 4, "void": "keep", "seed": 0, "miou": 0.6},  # 0.6 / 0.8 = 0.75
+        {"family": "blockwise", "nu_max": 4, "void": "keep", "seed": 1, "miou": 0.3},  # 0.3 / 0.6 = 0.5
+        {"family": "blockwise", "nu_max": 8, "void": "keep", "seed": 0, "miou": 0.8},  # 1.0
+        {"family": "blockwise", "nu_max": 8, "void": "keep", "seed": 1, "miou": 0.48},  # 0.8
+    ]
+    return [*_fake_runs(), *keep]
+
+
+def test_void_conventions_are_separate_series():
+    pts = relation_points(_runs_with_both_void_conventions())
+    by = {(p["family"], p["void"], p["setting"]): p for p in pts}
+    assert by[("blockwise", "keep", 4)]["relative"] == pytest.approx(0.625)
+    assert by[("blockwise", "keep", 8)]["relative"] == pytest.approx(0.9)
+    assert by[("blockwise", "fill", 8)]["relative"] == pytest.approx(0.925)
+    assert by[("truncation_eval", None, 7)]["void"] is None and pts[0]["void"] is None
+    rows = {(c["predictor"], c["family"]): c for c in relation_correlations(pts)}
+    # One pooled row per convention (its block-wise points + the truncation points), never both at once.
+    assert ("r_model", "all") not in rows
+    assert rows[("r_model", "all (void=fill)")]["rho"] == pytest.approx(0.8)  # as in the single-convention test
+    # keep: R (b8, b4, t13, t7) = (0.10, 0.30, 0.15, 0.40), drops (0.10, 0.375, 0.10, 0.35):
+    # scipy.stats.spearmanr([.1, .3, .15, .4], [.1, .375, .1, .35]).statistic == 0.7378647873726218 (= 3.5 / sqrt(22.5))
+    keep = rows[("r_model", "all (void=keep)")]
+    assert keep["n"] == 4 and keep["rho"] == pytest.approx(0.7378647873726218, abs=1e-12)
+    text = relation_table(pts, relation_correlations(pts))
+    assert "| blockwise (void=keep) | 4 | 4 | 2 | 0.4500 ± 0.2121 | 0.625 ± 0.177 |" in text
+    assert "| r_model | all (void=keep) | 4 | +0.738 |" in text
+
+
+def test_analyze_relation_cli_void_filter(tmp_path, capsys, caplog):
+    from freqdense.cli.main import main
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"runs": _runs_with_both_void_conventions()}))
+    assert main(["analyze", "relation", str(results), "--void", "keep"]) == 0
+    text = capsys.readouterr().out
+    assert "blockwise (void=keep)" in text and "void=fill" not in text and "| r_model | all | 4 | +0.738 |" in text
+    assert main(["analyze", "relation", str(results), "--void", "fill", "--out", str(tmp_path / "f")]) == 0
+    assert "blockwise (void=fill)" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "f" / "relation.json").read_text())["points"]) == 5
+    results.write_text(json.dumps({"runs": _fake_runs()}))
+    assert main(["analyze", "relation", str(results), "--void", "keep"]) != 0
+    assert "no block-wise runs with void='keep'" in caplog.text

@@ -44,9 +44,14 @@ OTHERS = {
     "nyud/pad_net_3predict_hrnet18s": ("pad_net_3predict", "hrnet_w18_small", None, False),
     "nyud/pad_net_3predict_hrnet18s_fafe_lc": ("pad_net_3predict", "hrnet_w18_small", "fafe", True),
     "nyud/pad_net_hrnet18s_conv": ("pad_net", "hrnet_w18_small", "conv", False),
+    "nyud/mti_net_hrnet18s_conv": ("mti_net", "hrnet_w18_small", "conv", False),
     "nyud/mti_net_hrnet48_baseline": ("mti_net", "hrnet_w48", None, False),
     "nyud/mti_net_hrnet48_fafe_lc": ("mti_net", "hrnet_w48", "fafe", True),
     "nyud/pad_net_hrnet48_baseline": ("pad_net", "hrnet_w48", None, False),
+    # Table 6 (Cityscapes against the state of the art; backbone assumed, see the config)
+    "cityscapes/pad_net_hrnet48_baseline": ("pad_net", "hrnet_w48", None, False),
+    "cityscapes/mti_net_hrnet48_baseline": ("mti_net", "hrnet_w48", None, False),
+    "cityscapes/pad_net_hrnet48_fafe_lc": ("pad_net", "hrnet_w48", "fafe", True),
 }
 ALL = sorted({c for ladder in LADDERS.values() for c in ladder.values()} | set(OTHERS))
 #: Training resolution per dataset (FAFE's FD weights must be sized for it).
@@ -142,9 +147,12 @@ def test_tables_3_4_5_rows(name):
         assert fafe["pi"] and fafe["fd"] and fafe["fr"]
     assert (cfg.task.consistency is not None) == lc
     # everything but the model and the consistency loss is the HRNet-18 baseline of the same architecture family
-    ref_name = "nyud/multitask_baseline_hrnet18s" if model == "multitask_baseline" else "nyud/pad_net_hrnet18s_baseline"
+    dataset = name.split("/")[0]
+    ref_name = (
+        "nyud/multitask_baseline_hrnet18s" if model == "multitask_baseline" else f"{dataset}/pad_net_hrnet18s_baseline"
+    )
     if model == "mti_net":
-        ref_name = "nyud/mti_net_hrnet18s_baseline"
+        ref_name = f"{dataset}/mti_net_hrnet18s_baseline"
     ref, mine = config_to_dict(_load(ref_name)), config_to_dict(cfg)
     for section in ("data", "optim", "schedule", "eval", "train"):
         assert mine[section] == ref[section], section

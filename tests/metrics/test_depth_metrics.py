@@ -217,3 +217,51 @@ def test_errors():
         DepthMetrics(crop=(0.5, 0.4, 0.0, 1.0))
     with pytest.raises(ConfigError, match="aggregation"):
         DepthMetrics(aggregation="mean")
+
+
+def test_benchmark_preset_keeps_far_ground_truth_and_clamps_only_the_prediction():
+    # monodepth2 eigen_benchmark: mask gt > 0 (no cap), pred clamped to [1e-3, 80] after median scaling.
+    gt = as_b1hw([[100.0, 10.0, 0.0]])
+    pred = as_b1hw([[50.0, 5.0, 7.0]])  # median scaling: median(gt) / median(pred) = 55 / 27.5 = 2
+    m = DepthMetrics.from_protocol("kitti_eigen_benchmark_mono")
+    m.update(pred, gt)
+    out = m.compute()
+    assert m.num_pixels == 2
+    # scaled pred = [100, 10] -> clamped [80, 10]; abs_rel = mean(20 / 100, 0) = 0.1; rmse = sqrt(400 / 2)
+    assert out["abs_rel"] == pytest.approx(0.1) and out["rmse"] == pytest.approx(math.sqrt(200.0))
+    assert out["median_ratio_mean"] == pytest.approx(2.0)
+    eigen = DepthMetrics.from_protocol("kitti_eigen_mono", crop=None)
+    eigen.update(pred, gt)
+    assert eigen.num_pixels == 1  # the Eigen preset drops gt >= 80
+
+
+def test_stereo_presets_scale_by_5_4_without_median_scaling():
+    gt = as_b1hw([[5.4, 10.8]])
+    pred = as_b1hw([[1.0, 2.0]])
+    for name in ("kitti_eigen_benchmark_stereo", "kitti_eigen_stereo"):
+        m = DepthMetrics.from_protocol(name, crop=None)
+        m.update(pred, gt)
+        assert m.compute()["abs_rel"] == pytest.approx(0.0, abs=1e-7) and "median_ratio_mean" not in m.compute()
+    metric = DepthMetrics.from_protocol("kitti_eigen_stereo_metric", crop=None)
+    metric.update(pred, gt)
+    assert metric.compute()["abs_rel"] == pytest.approx((4.4 / 5.4 + 8.8 / 10.8) / 2)
+    with pytest.raises(ConfigError, match="pred_scale"):
+        DepthMetrics(pred_scale=0.0)
+
+
+def test_cityscapes_crop_is_manydepth_box():
+    m = crop_mask(768, 2048, "cityscapes")
+    rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+    assert (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])) == (256, 767, 192, 1855)
+
+
+def test_evaluate_disparities_per_image():
+    from freqdense.metrics.depth import evaluate_disparities
+
+    # disparity 0.25 everywhere -> depth 4; gt 8 on one image, 2 on the other: ratios 2 and 0.5, exact after scaling
+    disps = [torch.full((2, 4), 0.25), torch.full((3, 5), 0.25)]
+    gts = [torch.full((4, 8), 8.0), torch.full((6, 10), 2.0)]
+    metrics, ratios = evaluate_disparities(disps, gts, "kitti_eigen_benchmark_mono")
+    assert ratios.tolist() == [2.0, 0.5] and metrics["abs_rel"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ShapeError, match="pair up"):
+        evaluate_disparities(disps, gts[:1], "kitti_eigen_mono")

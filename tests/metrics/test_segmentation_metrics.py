@@ -82,6 +82,20 @@ def test_absent_class_conventions():
     assert out["pixel_acc"] == pytest.approx(2 / 3)
 
 
+def test_mean_accuracy_of_a_class_absent_from_the_ground_truth():
+    # docs/metrics.md's example: GT [0,0,0,0,1,1,1,1], prediction [0,0,0,2,1,1,2,2]; class 2 has no GT pixel but
+    # 3 false positives. Recall: class 0 3/4, class 1 2/4, class 2 0/0. IoU: 3/4, 2/4, 0/3 (both modes).
+    pred, gt = torch.tensor([[0, 0, 0, 2, 1, 1, 2, 2]]), torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    results = {}
+    for mode in ("exclude", "zero"):
+        cm = ConfusionMatrix(3, absent_classes=mode)
+        cm.update(pred, gt)
+        results[mode] = cm.compute()
+        assert results[mode]["miou"] == pytest.approx((0.75 + 0.5 + 0.0) / 3)
+    assert results["exclude"]["mean_acc"] == pytest.approx((0.75 + 0.5) / 2)  # mmseg: nanmean over GT classes
+    assert results["zero"]["mean_acc"] == pytest.approx((0.75 + 0.5 + 0.0) / 3)  # 0/0 -> 0, over all classes
+
+
 def test_false_positive_only_class_counts_as_zero_in_both_modes():
     # GT has only class 0; the prediction also says class 1 once -> IoU_1 = 0 (union 1), counted in the mean.
     for mode in ("exclude", "zero"):

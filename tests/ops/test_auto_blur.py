@@ -39,3 +39,42 @@ def test_one_pixel_frame_never_blurred():
     w = auto_blur_weight(img)
     assert w[..., 0, :].abs().max() == 0 and w[..., -1, :].abs().max() == 0
     assert w[..., :, 0].abs().max() == 0 and w[..., :, -1].abs().max() == 0
+
+
+def _reference_auto_blur(image, thresh=0.2, area=60, pool=9, k=11, sigma=5.0):
+    """Auto-Blur composed from the generic frequency ops (the implementation before the fast path)."""
+    from freqdense.ops import forward_gradient_magnitude
+
+    hf = (forward_gradient_magnitude(image) > thresh).to(image.dtype)
+    ratio = torch.nn.functional.avg_pool2d(hf, pool, stride=1, padding=pool // 2, count_include_pad=True)
+    w = ratio * (ratio > area / 100.0)
+    return image + w * (gaussian_blur2d(image, k, sigma, padding_mode="reflect") - image)
+
+
+def test_fast_path_equals_reference_composition():
+    gen = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, torch.float64):
+        for shape in [(2, 3, 48, 80), (1, 3, 24, 40), (3, 1, 16, 17)]:
+            smooth = torch.nn.functional.interpolate(torch.rand(shape[0], shape[1], 4, 4, generator=gen), shape[2:])
+            noise = torch.rand(shape, generator=gen)
+            img = torch.where(torch.rand(shape, generator=gen) > 0.5, noise, smooth).to(dtype)
+            out, ref = auto_blur(img), _reference_auto_blur(img)
+            assert out.dtype == dtype and out.is_contiguous()
+            # The same operations in the same order: equal to the last bit on CPU (float32 depthwise path, float64
+            # reference path); 1e-6 would still be float32 rounding if a BLAS summed in another order.
+            assert torch.allclose(out, ref, rtol=0, atol=1e-6), (dtype, shape, (out - ref).abs().max())
+            assert torch.equal(auto_blur_weight(img), _reference_weight(img))
+
+
+def _reference_weight(image):
+    from freqdense.ops import forward_gradient_magnitude
+
+    hf = (forward_gradient_magnitude(image) > 0.2).to(image.dtype)
+    ratio = torch.nn.functional.avg_pool2d(hf, 9, stride=1, padding=4, count_include_pad=True)
+    return ratio * (ratio > 0.6)
+
+
+def test_auto_blur_keeps_gradient_to_the_image():
+    img = torch.rand(1, 3, 24, 32, dtype=torch.float64, requires_grad=True)
+    auto_blur(img).sum().backward()
+    assert img.grad is not None and torch.isfinite(img.grad).all()

@@ -76,3 +76,61 @@ def test_transform_and_errors():
         BlockwiseAnnotation(1)({"image": torch.rand(3, 4, 4)})
     with pytest.raises(DataError, match="num_classes"):
         block_labels(torch.tensor([[7, 0]]), 0, num_classes=3)
+
+
+# Void pixels: "fill" (the default) gives them their block's label, "keep" leaves them void.
+# nu_max (0, 1) on 5 columns: one row block and the column blocks {0}, {1, 2}, {3, 4}.
+@pytest.mark.parametrize(
+    ("labels", "method", "fill", "keep"),
+    [
+        # Block {1, 2} votes 1 (the non-void pixels 1, 1 against nothing): fill relabels its three void pixels.
+        (
+            [[1, 1, 255, 2, 2], [1, 255, 255, 2, 2]],
+            "majority",
+            [[1, 1, 1, 2, 2], [1, 1, 1, 2, 2]],
+            [[1, 1, 255, 2, 2], [1, 255, 255, 2, 2]],
+        ),
+        # An all-void block stays void under both.
+        ([[0, 255, 255, 3, 3]], "majority", [[0, 255, 255, 3, 3]], [[0, 255, 255, 3, 3]]),
+        # Nearest: grid points at pixels 0, 2, 4; the void pixel 1 takes pixel 2's label only under fill.
+        ([[0, 255, 1, 2, 2]], "nearest", [[0, 1, 1, 2, 2]], [[0, 255, 1, 2, 2]]),
+        # Nearest with a void grid point: its block is void under both (keep only protects void pixels).
+        ([[0, 1, 255, 2, 2]], "nearest", [[0, 255, 255, 2, 2]], [[0, 255, 255, 2, 2]]),
+    ],
+)
+def test_void_fill_and_keep_hand_cases(labels, method, fill, keep):
+    lab = torch.tensor(labels)
+    assert blockwise_annotation(lab, (0, 1), method=method, num_classes=4).tolist() == fill
+    assert blockwise_annotation(lab, (0, 1), method=method, num_classes=4, void="fill").tolist() == fill
+    assert blockwise_annotation(lab, (0, 1), method=method, num_classes=4, void="keep").tolist() == keep
+
+
+def test_void_keep_preserves_the_void_mask_and_the_other_labels():
+    labels = _random_labels((2, 24, 31), void_rate=0.2, seed=3)
+    for nu in (1, 3, 7):
+        fill = blockwise_annotation(labels, nu, num_classes=5, void="fill")
+        keep = blockwise_annotation(labels, nu, num_classes=5, void="keep")
+        void = labels == 255
+        assert torch.equal(keep == 255, void)  # majority: a non-void pixel's block always has a non-void vote
+        assert torch.equal(keep[~void], fill[~void])
+        assert (fill[void] != 255).float().mean() > 0.5  # fill relabels most void pixels
+    assert torch.equal(blockwise_annotation(labels, (12, 15), num_classes=5, void="keep"), labels)  # full band
+
+
+def test_void_option_in_the_transforms_and_its_error():
+    from freqdense.data.transforms import BlockwiseLabels, build_transforms
+
+    lab = torch.tensor([[1, 1, 255, 2, 2], [1, 255, 255, 2, 2]])
+    sample = {"semantic": lab}
+    assert BlockwiseAnnotation((0, 1), void="keep")(sample)["semantic"].tolist() == lab.tolist()
+    assert BlockwiseAnnotation((0, 1))(sample)["semantic"].tolist() == [[1, 1, 1, 2, 2], [1, 1, 1, 2, 2]]
+    # The training transform at nu_max 1: 3 grid points per axis, so the 2 rows are blocks of their own and the
+    # 5 columns blocks {0}, {1, 2}, {3, 4}; row 1's block {1, 2} is all void and stays void under fill too.
+    pipeline = build_transforms({"blockwise_labels": {"nu_max": 1, "void": "keep"}}, train=True)
+    assert pipeline({"semantic": lab})["semantic"].tolist() == lab.tolist()
+    assert BlockwiseLabels(1)({"semantic": lab})["semantic"].tolist() == [[1, 1, 1, 2, 2], [1, 255, 255, 2, 2]]
+    for make in (lambda: BlockwiseAnnotation(1, void="drop"), lambda: BlockwiseLabels(1, void="drop")):
+        with pytest.raises(ConfigError, match="'fill'.*'keep'"):
+            make()
+    with pytest.raises(ConfigError, match="void"):
+        blockwise_annotation(lab, 1, void="ignore")

@@ -141,3 +141,69 @@ def test_build_task_from_config_checks_arguments():
         build_task(
             TaskConfig(name="self_supervised_depth", self_supervised={"ambiguity_masc": "hard"}), num_classes=None
         )
+
+
+@pytest.mark.parametrize("mode", ["M", "MS"])
+def test_float64_batch_with_float32_intrinsics(batch, mode):
+    task = SelfSupervisedDepth(mode=mode, pose="gt", auto_blur=True, ambiguity_mask="hard")
+    disps = {
+        s: torch.rand(2, 1, SIZE[0] >> s, SIZE[1] >> s, generator=torch.Generator().manual_seed(s)) for s in range(4)
+    }
+    torch.manual_seed(0)
+    single = task.compute_losses(batch, disps)["total"]
+    double = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() and k != "intrinsics" else v
+              for k, v in batch.items()}  # fmt: skip
+    assert double["intrinsics"].dtype == torch.float32 and double["image"].dtype == torch.float64
+    torch.manual_seed(0)
+    out = task.compute_losses(double, disps)["total"]
+    assert out.dtype == torch.float64
+    assert float(out) == pytest.approx(float(single), rel=1e-3)
+
+
+class _FixedDisparity(nn.Module):
+    """Returns a fixed sigmoid disparity ``disp:0`` (and the matching depth) whatever the input."""
+
+    def __init__(self, disp, min_depth=0.1, max_depth=100.0):
+        super().__init__()
+        self.disp, self.min_depth, self.max_depth = disp, min_depth, max_depth
+        self.seen = None
+
+    def forward(self, image):
+        self.seen = tuple(image.shape[-2:])
+        scaled = 1 / self.max_depth + (1 / self.min_depth - 1 / self.max_depth) * self.disp
+        return {"depth": 1.0 / scaled, "disp:0": self.disp}
+
+
+def test_evaluation_resizes_disparity_not_depth():
+    # A 1x2 disparity row [a, b] upsampled to 1x4 at half-pixel centres: source x = (i + 0.5) / 2 - 0.5 =
+    # -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1) -> [a, 0.75 a + 0.25 b, 0.25 a + 0.75 b, b].
+    disp = torch.tensor([[[[0.9, 0.1]]]], dtype=torch.float64)
+    scaled = 0.01 + (10.0 - 0.01) * disp[0, 0, 0]
+    a, b = float(scaled[0]), float(scaled[1])
+    expected_depth = torch.tensor([1 / a, 1 / (0.75 * a + 0.25 * b), 1 / (0.25 * a + 0.75 * b), 1 / b])
+    gt = torch.full((1, 1, 1, 4), 2.0)
+    task = SelfSupervisedDepth(mode="S", eval_max_depth=100.0)  # no median scaling, no crop
+    metrics = task.make_metrics()
+    task.evaluation_step(_FixedDisparity(disp), {"image": torch.rand(1, 3, 1, 2), "depth": gt}, metrics)
+    got = metrics.compute()["depth/abs_rel"]
+    assert got == pytest.approx(float(((expected_depth - 2.0).abs() / 2.0).mean()), rel=1e-6)
+    # resizing the depth instead gives another number
+    depth_first = torch.nn.functional.interpolate(1 / scaled.view(1, 1, 1, 2), size=(1, 4), mode="bilinear")
+    assert float(((depth_first - 2.0).abs() / 2.0).mean()) != pytest.approx(got, rel=1e-3)
+
+
+def test_eval_protocol_and_input_size():
+    task = SelfSupervisedDepth(mode="S", eval_protocol="kitti_eigen_stereo", eval_input_size=[64, 96])
+    assert task.metric_kwargs["pred_scale"] == 5.4 and task.metric_kwargs["crop"] == "garg"
+    assert not task.median_scaling
+    model = _FixedDisparity(torch.full((1, 1, 64, 96), 0.5))
+    metrics = task.make_metrics()
+    gt = torch.full((1, 1, 120, 400), 10.0)
+    task.evaluation_step(model, {"image": torch.rand(1, 3, 120, 400), "depth": gt}, metrics)
+    assert model.seen == (64, 96)
+    depth = 1 / (0.01 + (10 - 0.01) * 0.5)  # constant disparity resizes to itself
+    assert metrics.compute()["depth/abs_rel"] == pytest.approx(abs(5.4 * depth - 10.0) / 10.0, rel=1e-6)
+    with pytest.raises(ConfigError, match="eval_protocol"):
+        SelfSupervisedDepth(eval_protocol="kitti")
+    with pytest.raises(ConfigError, match="eval_input_size"):
+        SelfSupervisedDepth(eval_input_size=[192])

@@ -4,7 +4,7 @@ Input is a list of per-run records (what ``scripts/experiments/spectral_syntheti
 ``results.json``)::
 
     {"family": "pixelwise", "seed": 0, "miou": 0.61, "r_model": {"4": 0.21, ...}}       # full-band model
-    {"family": "blockwise", "nu_max": 8, "seed": 0, "miou": 0.55}                       # trained on block labels
+    {"family": "blockwise", "nu_max": 8, "void": "keep", "seed": 0, "miou": 0.55}       # trained on block labels
     {"family": "truncation_eval", "grid": 13, "nu_max": 6, "seed": 0, "miou": 0.58}     # full model, decoder on 13x13
     {"family": "truncation_train", "grid": 13, "nu_max": 6, "seed": 0, "miou": 0.59}    # trained with the 13x13 decoder
 
@@ -12,6 +12,10 @@ Input is a list of per-run records (what ``scripts/experiments/spectral_syntheti
 Fig. 6 uses for both applications). The relative mIoU of a run is its mIoU over the pixel-wise model of the same
 seed (paper: "the ratio of IoU score over that at nu_max = 256"); the drop is ``1 - relative``. Points are means
 over seeds. :func:`spearman` ranks with average ranks for ties (the usual definition, as ``scipy.stats.spearmanr``).
+
+A block-wise run's ``void`` says what its labels did with void pixels (:func:`freqdense.spectral.blockwise_annotation`:
+``"fill"`` gives them the block's label, ``"keep"`` keeps them void; records without it are ``"fill"``, the only
+behaviour before the option existed). Each convention is its own series: its own points, correlations and line.
 """
 
 from __future__ import annotations
@@ -24,10 +28,27 @@ from typing import Any
 
 from ..errors import DataError
 
-__all__ = ["rank", "spearman", "relation_points", "relation_correlations", "relation_table", "plot_relation"]
+__all__ = [
+    "rank",
+    "spearman",
+    "series_name",
+    "relation_points",
+    "relation_correlations",
+    "relation_table",
+    "plot_relation",
+]
 
 #: Families of runs compared with the pixel-wise model, in table order.
 FAMILIES = ("blockwise", "truncation_eval", "truncation_train")
+
+#: Void convention of block-wise records that do not name one.
+DEFAULT_VOID = "fill"
+
+
+def series_name(point: Mapping[str, Any]) -> str:
+    """Display name of a point's series: the family, plus ``(void=...)`` for block-wise points."""
+    void = point.get("void")
+    return f"{point['family']} (void={void})" if void else str(point["family"])
 
 
 def rank(values: Sequence[float]) -> list[float]:
@@ -88,9 +109,10 @@ def relation_points(
             ``r_label``.
 
     Returns:
-        Dicts with ``family``, ``setting`` (``nu_max`` or grid), ``nu_max``, ``seeds``, ``miou``/``miou_std``,
-        ``relative``/``relative_std``, ``drop``, ``r_model``/``r_model_std`` and ``r_label`` (or ``None``). The first
-        point is the pixel-wise reference (relative 1, ``R = 0``).
+        Dicts with ``family``, ``setting`` (``nu_max`` or grid), ``nu_max``, ``void`` (block-wise: ``"fill"`` or
+        ``"keep"``; else ``None``), ``seeds``, ``miou``/``miou_std``, ``relative``/``relative_std``, ``drop``,
+        ``r_model``/``r_model_std`` and ``r_label`` (or ``None``). The first point is the pixel-wise reference
+        (relative 1, ``R = 0``).
 
     Raises:
         DataError: a run without a pixel-wise run of the same seed, or without its ``R`` at the run's ``nu_max``.
@@ -105,6 +127,7 @@ def relation_points(
             "family": "pixelwise",
             "setting": "full",
             "nu_max": None,
+            "void": None,
             "seeds": len(base),
             "miou": b_miou[0],
             "miou_std": b_miou[1],
@@ -116,16 +139,17 @@ def relation_points(
             "r_label": 0.0 if label_r else None,
         }
     ]
-    groups: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, Any], list[Mapping[str, Any]]] = {}
     for r in runs:
         if r["family"] == "pixelwise":
             continue
         if r["family"] not in FAMILIES:
             raise DataError(f"unknown run family {r['family']!r}; expected pixelwise or one of {', '.join(FAMILIES)}")
         setting = r["grid"] if r["family"].startswith("truncation") else r["nu_max"]
-        groups.setdefault((r["family"], setting), []).append(r)
+        void = str(r.get("void", DEFAULT_VOID)) if r["family"] == "blockwise" else ""
+        groups.setdefault((r["family"], void, setting), []).append(r)
     order = {f: i for i, f in enumerate(FAMILIES)}
-    for (family, setting), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], -kv[0][1])):
+    for (family, void, setting), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], -kv[0][2])):
         nu = int(rs[0]["nu_max"])
         rel, r_model = [], []
         for r in rs:
@@ -143,6 +167,7 @@ def relation_points(
                 "family": family,
                 "setting": setting,
                 "nu_max": nu,
+                "void": void or None,
                 "seeds": len(rs),
                 "miou": m[0],
                 "miou_std": m[1],
@@ -158,20 +183,31 @@ def relation_points(
 
 
 def relation_correlations(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Spearman correlation between ``R`` and the mIoU drop, per family and pooled (pixel-wise point excluded).
+    """Spearman correlation between ``R`` and the mIoU drop, per series and pooled (pixel-wise point excluded).
 
     The pixel-wise point (``R = 0``, drop 0 by construction) is left out: it would reward any monotone ``R``.
-    Rows: ``{"predictor": "r_model" | "r_label", "family": name | "all", "n": points, "rho": value}``.
+    Series are :func:`series_name` (one per block-wise void convention). The pooled row ``"all"`` takes every
+    point; with block-wise points of both void conventions it is replaced by one pooled row per convention,
+    ``"all (void=keep)"`` / ``"all (void=fill)"`` (that convention's block-wise points and every truncation point),
+    so no setting counts twice.
+    Rows: ``{"predictor": "r_model" | "r_label", "family": series or pooled name, "n": points, "rho": value}``.
     """
     pts = [p for p in points if p["family"] != "pixelwise"]
+    names = list(dict.fromkeys(series_name(p) for p in pts))
+    voids = sorted({p["void"] for p in pts if p.get("void")})
+    pools: list[tuple[str, Any]] = [(n, lambda p, n=n: series_name(p) == n) for n in names]
+    if len(voids) > 1:
+        pools += [(f"all (void={v})", lambda p, v=v: p.get("void") in (None, v)) for v in voids]
+    else:
+        pools.append(("all", lambda p: True))
     rows = []
     for predictor in ("r_model", "r_label"):
-        for family in (*FAMILIES, "all"):
-            sel = [p for p in pts if (family == "all" or p["family"] == family) and p.get(predictor) is not None]
+        for name, keep in pools:
+            sel = [p for p in pts if keep(p) and p.get(predictor) is not None]
             if not sel:
                 continue
             rho = spearman([p[predictor] for p in sel], [p["drop"] for p in sel])
-            rows.append({"predictor": predictor, "family": family, "n": len(sel), "rho": rho})
+            rows.append({"predictor": predictor, "family": name, "n": len(sel), "rho": rho})
     return rows
 
 
@@ -190,7 +226,7 @@ def relation_table(points: Sequence[Mapping[str, Any]], correlations: Sequence[M
         setting = f"{p['setting']}×{p['setting']}" if str(p["family"]).startswith("truncation") else str(p["setting"])
         r_label = "-" if p["r_label"] is None else f"{p['r_label']:.4f}"
         lines.append(
-            f"| {p['family']} | {setting} | {nu} | {p['seeds']} | {_pm(p['miou'], p['miou_std'], p['seeds'])} "
+            f"| {series_name(p)} | {setting} | {nu} | {p['seeds']} | {_pm(p['miou'], p['miou_std'], p['seeds'])} "
             f"| {_pm(p['relative'], p['relative_std'], p['seeds'], '.3f')} "
             f"| {_pm(p['r_model'], p['r_model_std'], p['seeds'])} | {r_label} |"
         )
@@ -201,20 +237,26 @@ def relation_table(points: Sequence[Mapping[str, Any]], correlations: Sequence[M
     return "\n".join(lines) + "\n"
 
 
+_XLABEL = {
+    "r_model": "R(ν_max) of the pixel-wise model (Eq. 14)",
+    "r_label": "R(ν_max) of the labels (label-energy tail)",
+}
+
+
 def plot_relation(points: Sequence[Mapping[str, Any]], path: str | Path, *, predictor: str = "r_model") -> Path:
     """Fig. 6 layout via :func:`freqdense.spectral.plot_relative_iou`: one series per family, labelled by setting."""
     from ..spectral.plot import plot_relative_iou
 
     series: dict[str, tuple[list[float], list[float]]] = {}
     notes: dict[str, list[str]] = {}
-    for family in FAMILIES:
-        sel = [p for p in points if p["family"] == family and p.get(predictor) is not None]
+    for name in dict.fromkeys(series_name(p) for p in points if p["family"] != "pixelwise"):
+        sel = [p for p in points if series_name(p) == name and p.get(predictor) is not None]
         if not sel:
             continue
         sel.sort(key=lambda p: p[predictor])
-        series[family] = ([p[predictor] for p in sel], [p["relative"] for p in sel])
-        prefix = "ν=" if family == "blockwise" else "grid "
-        notes[family] = [f"{prefix}{p['setting']}" for p in sel]
+        series[name] = ([p[predictor] for p in sel], [p["relative"] for p in sel])
+        prefix = "ν=" if sel[0]["family"] == "blockwise" else "grid "
+        notes[name] = [f"{prefix}{p['setting']}" for p in sel]
     if not series:
         raise DataError(f"no points with {predictor!r} to plot")
-    return plot_relative_iou(series, path, annotations=notes)
+    return plot_relative_iou(series, path, annotations=notes, xlabel=_XLABEL[predictor])

@@ -1,10 +1,14 @@
-"""``freqdense analyze flops [MODEL_OR_RUN] [--size H W] [--decoder-grid 129 65 33] [key=value ...]``.
+"""``freqdense analyze flops [MODEL_OR_RUN] [--size H W] [--decoder-grid 129 65 33] [--encoder-rates 0.2 0.4 0.6
+[--decoder-rate 0.2]] [key=value ...]``.
 
 Prints parameters and FLOPs (2 x multiply-adds, ``torch.utils.flop_counter``; meta device, nothing is computed) per
 model part and, with ``--decoder-grid``, the feature-truncation table of the spectral-analysis paper (Table 2 FLOPs
-column). ``MODEL_OR_RUN`` is a registered model name (default ``deeplabv3plus``), a shipped config / YAML file, or a run
-or checkpoint directory; ``key=value`` pairs are model keywords (YAML values, dotted keys nest), e.g.
-``freqdense analyze flops deeplabv3plus accounting=paper num_classes=7 --decoder-grid 129 65 33``.
+column); with ``--encoder-rates`` the FLOPs of the soft-filter-pruned models in the paper's accounting (all twelve
+FLOPs entries of Table 2, :func:`freqdense.models.flops.pruning_flops_table`). ``MODEL_OR_RUN`` is a registered model
+name (default ``deeplabv3plus``), a shipped config / YAML file, or a run or checkpoint directory; ``key=value`` pairs
+are model keywords (YAML values, dotted keys nest), e.g.
+``freqdense analyze flops deeplabv3plus accounting=paper num_classes=7 --decoder-grid 129 65 33 --encoder-rates 0.2
+0.4 0.6``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,21 @@ def register(analyses: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, nargs="+", default=[513, 513], metavar="N", help="input H [W] (default 513)")
     p.add_argument(
         "--decoder-grid", type=int, nargs="+", default=None, metavar="N", help="decoder grids, e.g. 129 65 33"
+    )
+    p.add_argument(
+        "--encoder-rates",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="P",
+        help="also count the soft-filter-pruned models (paper accounting) at these encoder rates, e.g. 0.2 0.4 0.6",
+    )
+    p.add_argument(
+        "--decoder-rate",
+        type=float,
+        default=0.2,
+        metavar="P",
+        help="decoder pruning rate of the --encoder-rates rows (default 0.2, the paper's)",
     )
     p.add_argument(
         "--json",
@@ -115,6 +134,8 @@ def _run_flops(args: argparse.Namespace) -> int:
                 f"{row['total_flops'] / 1e9:>10.2f}{100 * row['reduction']:>10.1f}%\n"
             )
         result["truncation"] = table
+    if args.encoder_rates:
+        result["pruning"] = _write_pruning_table(out, name, size, kwargs, args)
     if args.json is None and Path(target).is_dir():
         from ..report import analysis_out
 
@@ -124,3 +145,39 @@ def _run_flops(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
         log.info("wrote %s", args.json)
     return 0
+
+
+def _write_pruning_table(
+    out: Any, name: str, size: tuple[int, int], kwargs: dict[str, Any], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    from ..models.flops import pruning_flops_table
+
+    grid_kwargs = {k: v for k, v in kwargs.items() if k != "decoder_grid"}
+    grids = args.decoder_grid or [kwargs.get("decoder_grid")]
+    table = pruning_flops_table(
+        name,
+        encoder_rates=args.encoder_rates,
+        decoder_rate=args.decoder_rate,
+        grids=grids,
+        input_size=size,
+        **grid_kwargs,
+    )
+    paper = kwargs.get("accounting") == "paper"
+    out.write(
+        "\nsoft filter pruning, paper accounting (decoder inputs at full width; bottleneck conv1/conv2/conv3 pruned)"
+        + (", encoder on the paper's counter (x 95.6 / 95.03)" if paper else "")
+        + "\n"
+    )
+    out.write(
+        f"{'encoder':>8}{'decoder':>8}{'grid':>6}{'encoder G':>11}{'decoder G':>11}{'total G':>10}"
+        + (f"{'paper G':>10}" if paper else "")
+        + f"{'pruned':>9}\n"
+    )
+    for row in table:
+        out.write(
+            f"{100 * row['encoder_rate']:>7.0f}%{100 * row['decoder_rate']:>7.0f}%{row['grid']!s:>6}"
+            f"{row['encoder_flops'] / 1e9:>11.2f}{row['decoder_flops'] / 1e9:>11.2f}{row['total_flops'] / 1e9:>10.2f}"
+            + (f"{row['paper_flops'] / 1e9:>10.2f}" if paper else "")
+            + f"{100 * row['pruned']:>8.1f}%\n"
+        )
+    return table

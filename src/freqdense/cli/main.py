@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "train",
     "ablate",
     "evaluate",
+    "eval_depth",
     "predict",
     "export",
     "prune",

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from .._progress import heartbeat
     from ..engine.checkpoint import load_model
-    from ..pruning.training import prune_checkpoint
+    from ..engine.prune import prune_checkpoint
 
     # No loop to count: a heartbeat logs "still <stage>... 20 s" every ~10 s while a stage runs.
     with heartbeat(f"loading {args.checkpoint}") as beat:

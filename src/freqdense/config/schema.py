@@ -81,7 +81,8 @@ class TaskConfig:
     self_supervised: dict[str, Any] = field(default_factory=dict)
     #: FAFE local-aware consistency loss (FAFE Eq. 4) of a multitask task, added as the loss term
     #: "consistency": keys ``weight`` (lambda_3, default 0.1), ``threshold`` (1.0), ``seg_mode``
-    #: ("scaled_onehot", "index", "probs", "max_prob" or "argmax"); null (default) = off. Checked by ``freqdense.tasks.build_task``.
+    #: ("scaled_onehot", "index", "probs", "max_prob" or "argmax"); null (default) = off. Checked by
+    #: ``freqdense.tasks.build_task``.
     consistency: dict[str, Any] | None = None
     #: Sample keys passed positionally to the model, ``model(*[batch[k] for k in inputs])``; e.g.
     #: ``[image, hha]`` or ``[image, sensor_depth]`` for two-input RGB-D models.
@@ -158,7 +159,8 @@ class PruneConfig:
 
     encoder_rate: float = 0.0
     decoder_rate: float = 0.0
-    #: Re-select and zero the weakest filters every N epochs (and once before training).
+    #: Re-select and zero the weakest filters every N epochs (also before training, before every evaluation and
+    #: after the last step).
     every_epochs: int = 1
     #: Rate of the encoder's output layers (DeepLab v3+: the ASPP projection = the decoder's input channels):
     #: "decoder" (reproduces the FLOPs of Table 2 of the spectral-analysis paper) or "encoder".

@@ -699,11 +699,19 @@ class BlockwiseLabels(Transform):
         nu_max: band limit (``>= 0``); ``None`` is the full band (identity).
         method: ``"majority"`` (vote of the block's non-void pixels) or ``"nearest"`` (label at the grid point).
         num_classes: passed to the vote (default: inferred from the map).
+        void: ``"fill"`` (void pixels take their block's label, the default) or ``"keep"`` (void pixels stay void).
     """
 
     def __init__(
-        self, nu_max: int | None, method: Literal["majority", "nearest"] = "majority", *, num_classes: int | None = None
+        self,
+        nu_max: int | None,
+        method: Literal["majority", "nearest"] = "majority",
+        *,
+        num_classes: int | None = None,
+        void: Literal["fill", "keep"] = "fill",
     ) -> None:
+        from ..spectral.annotation import check_void_mode
+
         if nu_max is not None and (not isinstance(nu_max, (int, np.integer)) or isinstance(nu_max, bool) or nu_max < 0):
             raise ConfigError(f"BlockwiseLabels nu_max must be a non-negative int or None (full band), got {nu_max!r}")
         if method not in ("majority", "nearest"):
@@ -711,6 +719,7 @@ class BlockwiseLabels(Transform):
         self.nu_max = None if nu_max is None else int(nu_max)
         self.method = method
         self.num_classes = num_classes
+        self.void = check_void_mode(void)
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         if self.nu_max is None or sample.get("semantic") is None:
@@ -719,7 +728,12 @@ class BlockwiseLabels(Transform):
 
         out = dict(sample)
         out["semantic"] = blockwise_annotation(
-            sample["semantic"], self.nu_max, method=self.method, ignore_index=IGNORE_INDEX, num_classes=self.num_classes
+            sample["semantic"],
+            self.nu_max,
+            method=self.method,
+            ignore_index=IGNORE_INDEX,
+            num_classes=self.num_classes,
+            void=self.void,
         )
         return out
 
@@ -781,9 +795,9 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
     * ``scale_choices: [s1, s2, ...]`` - :class:`RandomScale` with a discrete choice;
     * ``crop: [h, w]`` - :class:`RandomCrop` with padding;
     * ``color_jitter: x`` (brightness = contrast = saturation = x) or a dict of :class:`ColorJitter` kwargs;
-    * ``blockwise_labels: nu_max`` or ``{nu_max: int, method: majority | nearest}`` - :class:`BlockwiseLabels`,
-      last, so the blocks align with the crop (training on block-wise annotation, the spectral-analysis paper's Sec.
-      3.3); ``null`` = pixel-wise labels;
+    * ``blockwise_labels: nu_max`` or ``{nu_max: int, method: majority | nearest, void: fill | keep}`` -
+      :class:`BlockwiseLabels`, last, so the blocks align with the crop (training on block-wise annotation, the
+      spectral-analysis paper's Sec. 3.3); ``null`` = pixel-wise labels;
     * ``seed: int`` - salt of the pipeline's generator.
 
     With ``train=False`` only ``hha`` and ``resize`` are applied (evaluation sees whole, un-augmented images and

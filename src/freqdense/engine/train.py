@@ -192,6 +192,7 @@ def train(
     val = eval_loader(val_set, cfg.data, info)
     steps_per_epoch = len(loader)
     total = cfg.schedule.total_steps
+    prune_every = steps_per_epoch * cfg.prune.every_epochs
 
     def checkpoint(metrics: dict[str, float] | None) -> None:
         nonlocal best
@@ -242,8 +243,9 @@ def train(
             scaler.update()
             scheduler.step()
             step += 1
-            if pruner is not None and step % (steps_per_epoch * cfg.prune.every_epochs) == 0:
-                pruner.step()  # end of an epoch: before evaluation and checkpoint, so both see the mask
+            at_eval = cfg.eval.every and step % cfg.eval.every == 0
+            if pruner is not None and (step % prune_every == 0 or at_eval or step == total):
+                pruner.step()  # SFP mask: every prune.every_epochs epochs, before an evaluation, after the last step
             n_last += batch["image"].shape[0] * info.world_size
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == total:
@@ -255,7 +257,6 @@ def train(
                 bar.set_postfix(loss=f"{row['loss/total']:.4f}")
                 if not show_progress(info) and info.is_main:
                     log.info("step %d/%d loss %.4f lr %.2e", step, total, row["loss/total"], row["lr"])
-            at_eval = cfg.eval.every and step % cfg.eval.every == 0
             if at_eval or step == total:
                 metrics = evaluate(
                     net,
@@ -278,6 +279,8 @@ def train(
                 break
     bar.close()
     if metrics is None:  # resumed at the very end: evaluate the final weights once more
+        if pruner is not None:
+            pruner.step()  # the final checkpoint is masked already; re-selecting on masked weights keeps the mask
         metrics = evaluate(
             net,
             task,

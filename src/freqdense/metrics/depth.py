@@ -20,12 +20,22 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from ..data.sample import depth_valid_mask
 from ..errors import ConfigError, ShapeError
 from ._base import Metric
 
-__all__ = ["DepthMetrics", "DEPTH_CROPS", "DEPTH_PROTOCOLS", "crop_mask", "DEPTH_METRIC_NAMES"]
+__all__ = [
+    "DepthMetrics",
+    "DEPTH_CROPS",
+    "DEPTH_PROTOCOLS",
+    "MONODEPTH2_STEREO_SCALE",
+    "crop_mask",
+    "depth_from_disparity",
+    "evaluate_disparities",
+    "DEPTH_METRIC_NAMES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,55 +51,86 @@ DEPTH_CROPS: dict[str, tuple[float, float, float, float]] = {
     "nyu_eigen": (0.09375, 0.98125, 0.0640625, 0.9390625),
 }
 
-#: Keyword presets for the protocols in docs/metrics.md (pass as ``DepthMetrics(**DEPTH_PROTOCOLS[name])``).
+#: monodepth2's ``STEREO_SCALE_FACTOR``: its stereo training uses a 0.1 "baseline" instead of KITTI's 0.54 m, so its
+#: stereo evaluation multiplies the predicted depth by 0.54 / 0.1 (``--eval_stereo``).
+MONODEPTH2_STEREO_SCALE = 5.4
+
+#: Keyword presets for the protocols of docs/data/depth_datasets.md#evaluation-protocols (pass as
+#: ``DepthMetrics(**DEPTH_PROTOCOLS[name])``). The KITTI and Cityscapes presets are monodepth2's / Freq-aware depth's
+#: ``evaluate()`` rule for rule: ``min_depth`` / ``max_depth`` are the ground-truth mask, ``pred_clamp`` the clamp
+#: applied to the prediction after ``pred_scale`` and median scaling. The prediction must be at the ground-truth
+#: size: resize the *disparity* (:func:`depth_from_disparity`), as monodepth2 does with ``cv2.resize``.
 DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
-    # monodepth2 `evaluate_depth.py --eval_split eigen --eval_mono`: Garg crop, 1e-3 < gt < 80, per-image median
-    # scaling, pred clamped to [1e-3, 80], per-image averaging.
+    # `evaluate_depth.py --eval_split eigen --eval_mono`: mask 1e-3 < gt < 80 inside the Garg crop, per-image median
+    # scaling, pred clamped to [1e-3, 80], mean of per-image metrics.
     "kitti_eigen_mono": {
         "min_depth": 1e-3,
         "max_depth": 80.0,
         "crop": "garg",
         "median_scaling": True,
         "aggregation": "image",
-        "pred_clamp": True,
+        "pred_clamp": (1e-3, 80.0),
     },
-    # Same for stereo-trained models: no median scaling (monodepth2 multiplies disparity-derived depth by 5.4
-    # beforehand; do that in the caller).
+    # `--eval_split eigen --eval_stereo`: the same mask; no median scaling, depth multiplied by 5.4 (for models
+    # trained with monodepth2's 0.1 "baseline", e.g. kitti stereo_baseline=0.1 or monodepth2's released weights).
     "kitti_eigen_stereo": {
         "min_depth": 1e-3,
         "max_depth": 80.0,
         "crop": "garg",
         "median_scaling": False,
+        "pred_scale": MONODEPTH2_STEREO_SCALE,
         "aggregation": "image",
-        "pred_clamp": True,
+        "pred_clamp": (1e-3, 80.0),
     },
-    # `eigen_benchmark` (improved GT): monodepth2 applies no crop.
-    "kitti_eigen_benchmark_mono": {
+    # Stereo-trained with the calibrated (metric, ~0.54 m) baseline, freqdense's KITTI default: as kitti_eigen_stereo
+    # without the 5.4 factor (not a monodepth2 preset).
+    "kitti_eigen_stereo_metric": {
         "min_depth": 1e-3,
         "max_depth": 80.0,
+        "crop": "garg",
+        "median_scaling": False,
+        "aggregation": "image",
+        "pred_clamp": (1e-3, 80.0),
+    },
+    # `--eval_split eigen_benchmark --eval_mono` (improved ground truth): every gt > 0 counts (no upper cap, no crop),
+    # per-image median scaling, pred clamped to [1e-3, 80].
+    "kitti_eigen_benchmark_mono": {
+        "min_depth": 0.0,
+        "max_depth": None,
         "crop": None,
         "median_scaling": True,
         "aggregation": "image",
-        "pred_clamp": True,
+        "pred_clamp": (1e-3, 80.0),
     },
-    # ManyDepth / Freq-Aware-Depth Cityscapes test (GT already cropped to its top 75 %, see data.cityscapes_sequence).
+    # `--eval_split eigen_benchmark --eval_stereo`: as above, no median scaling, depth x 5.4.
+    "kitti_eigen_benchmark_stereo": {
+        "min_depth": 0.0,
+        "max_depth": None,
+        "crop": None,
+        "median_scaling": False,
+        "pred_scale": MONODEPTH2_STEREO_SCALE,
+        "aggregation": "image",
+        "pred_clamp": (1e-3, 80.0),
+    },
+    # Freq-aware depth / ManyDepth `--eval_split cityscapes`: GT already cut to its top 75 % (the loader does it), crop
+    # [256:, 192:1856] of that 768x2048 map, mask 1e-3 < gt < 80, per-image median scaling, pred clamped to [1e-3, 80].
     "cityscapes_mono": {
         "min_depth": 1e-3,
         "max_depth": 80.0,
         "crop": "cityscapes",
         "median_scaling": True,
         "aggregation": "image",
-        "pred_clamp": True,
+        "pred_clamp": (1e-3, 80.0),
     },
-    # Self-supervised NYUv2 (P2Net / StructDepth style; unverified, docs/conventions.md): Eigen crop, cap 10 m, median
-    # scaling.
+    # Self-supervised NYUv2 (P2Net / StructDepth style; unverified, docs/conventions.md): Eigen crop, 1e-3 < gt < 10,
+    # per-image median scaling, pred clamped to [1e-3, 10].
     "nyuv2_eigen_mono": {
         "min_depth": 1e-3,
         "max_depth": 10.0,
         "crop": "nyu_eigen",
         "median_scaling": True,
         "aggregation": "image",
-        "pred_clamp": True,
+        "pred_clamp": (1e-3, 10.0),
     },
     # Multi-Task-Learning-PyTorch NYUD `DepthMeter`: gt > 0 valid, pred >= 1e-9, pooled over all pixels.
     "nyud_mt": {
@@ -101,6 +142,30 @@ DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
         "pred_clamp": (1e-9, None),
     },
 }
+
+
+def depth_from_disparity(disparity: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """monodepth2's evaluation resize: bilinear resize of the *disparity* to ``size``, then depth = 1 / disparity.
+
+    ``cv2.resize(disp, (W, H))`` (``INTER_LINEAR``) samples at half-pixel centres without antialiasing, which is
+    ``F.interpolate(..., mode="bilinear", align_corners=False)``. Resizing the depth instead changes the metrics
+    (KITTI 192x640 -> 375x1242: AbsRel +6 %, SqRel +29 %).
+
+    Args:
+        disparity: ``(B, 1, h, w)`` positive disparity (e.g. monodepth2's scaled disparity = 1 / network depth).
+        size: ``(H, W)`` of the ground truth.
+
+    Returns:
+        ``(B, 1, H, W)`` depth, in the disparity's dtype.
+
+    Example:
+        >>> depth_from_disparity(torch.tensor([[[[1.0, 0.5]]]]), (1, 4)).flatten().tolist()
+        [1.0, 1.1428571939468384, 1.600000023841858, 2.0]
+    """
+    if tuple(disparity.shape[-2:]) != tuple(size):
+        disparity = F.interpolate(disparity, size=tuple(size), mode="bilinear", align_corners=False)
+    return 1.0 / disparity
+
 
 #: Keys of ``DepthMetrics.compute`` (plus ``median_ratio_mean``/``median_ratio_std`` with median scaling).
 DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "mae", "delta1", "delta2", "delta3")
@@ -186,6 +251,11 @@ class DepthMetrics(Metric):
         pred_clamp: clamp predictions (after median scaling) to ``[min_depth, max_depth]`` (True), leave them
             (False), or clamp to an explicit ``(low, high)`` (either may be None). The lower bound is raised to
             1e-9 so logarithms stay finite.
+        pred_scale: multiply every prediction by this before median scaling (monodepth2's
+            ``--pred_depth_scale_factor``; 5.4 for its stereo models, :data:`MONODEPTH2_STEREO_SCALE`).
+
+    With median scaling, ``last_ratios`` holds the ratios of the images of the latest ``update`` (those with a
+    valid pixel); monodepth2 prints their median and ``std(ratios / median)``.
 
     Images with no valid pixel are skipped (they count in neither aggregation).
 
@@ -208,7 +278,12 @@ class DepthMetrics(Metric):
         median_scaling: bool = False,
         aggregation: Literal["pixel", "image"] = "pixel",
         pred_clamp: bool | tuple[float | None, float | None] = True,
+        pred_scale: float = 1.0,
     ) -> None:
+        if not (isinstance(pred_scale, (int, float)) and math.isfinite(pred_scale) and pred_scale > 0):
+            raise ConfigError(f"DepthMetrics pred_scale must be a positive number, got {pred_scale!r}")
+        self.pred_scale = float(pred_scale)
+        self.last_ratios = torch.zeros(0, dtype=torch.float64)
         if aggregation not in ("pixel", "image"):
             raise ConfigError(f"DepthMetrics aggregation must be 'pixel' or 'image', got {aggregation!r}")
         if min_depth is not None and max_depth is not None and not min_depth < max_depth:
@@ -240,13 +315,16 @@ class DepthMetrics(Metric):
         return cls(**{**DEPTH_PROTOCOLS[name], **overrides})
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config = {
             "min_depth": self.min_depth,
             "max_depth": self.max_depth,
             "crop": self.crop,
             "median_scaling": self.median_scaling,
             "pred_clamp": self.pred_clamp,
         }
+        if self.pred_scale != 1.0:  # only then, so states saved before pred_scale existed still load
+            config["pred_scale"] = self.pred_scale
+        return config
 
     def _empty_state(self) -> dict[str, torch.Tensor]:
         device = self.sums.device if hasattr(self, "sums") else torch.device("cpu")
@@ -313,6 +391,8 @@ class DepthMetrics(Metric):
         count = mask.sum(dim=(1, 2, 3)).double()  # (B,)
         ratio_sum = gt.new_zeros(())
         ratio_sq_sum = gt.new_zeros(())
+        if self.pred_scale != 1.0:
+            pr = pr * self.pred_scale
         if self.median_scaling:
             ratios = torch.ones(gt.shape[0], dtype=torch.float64, device=gt.device)
             for b in range(gt.shape[0]):
@@ -322,6 +402,7 @@ class DepthMetrics(Metric):
             has = count > 0
             ratio_sum = ratios[has].sum()
             ratio_sq_sum = (ratios[has] ** 2).sum()
+            self.last_ratios = ratios[has].cpu()
         if self.pred_clamp is not None:
             pr = pr.clamp(min=self.pred_clamp[0], max=self.pred_clamp[1])
         # Invalid pixels get gt = pred = 1 so every term there is exactly 0 (no NaN leaks through the sums).
@@ -383,3 +464,35 @@ class DepthMetrics(Metric):
             out["median_ratio_mean"] = mean
             out["median_ratio_std"] = math.sqrt(max(var, 0.0)) if n_img > 0 else math.nan
         return {name: out[name] for name in (*DEPTH_METRIC_NAMES, *[k for k in out if k.startswith("median")])}
+
+
+def evaluate_disparities(
+    disparities: Sequence[torch.Tensor],
+    gt_depths: Sequence[torch.Tensor],
+    protocol: str,
+    **overrides: Any,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """monodepth2's ``evaluate()`` on saved predictions: per image, resize the disparity to the ground truth's size,
+    invert it (:func:`depth_from_disparity`) and apply the protocol's mask, crop, scaling and clamp.
+
+    Args:
+        disparities: ``N`` disparity maps ``(h, w)`` (e.g. the rows of monodepth2's ``--save_pred_disps`` array).
+        gt_depths: ``N`` ground-truth depth maps ``(H_i, W_i)`` in metres, 0 = no measurement.
+        protocol: a key of :data:`DEPTH_PROTOCOLS`.
+        overrides: ``DepthMetrics`` arguments replacing the preset's (e.g. ``median_scaling=False``).
+
+    Returns:
+        ``(metrics, ratios)``: :meth:`DepthMetrics.compute` of the set, and the ``(N,)`` float64 median-scaling
+        ratios (empty without median scaling).
+    """
+    if len(disparities) != len(gt_depths):
+        raise ShapeError(f"{len(disparities)} disparity maps but {len(gt_depths)} ground-truth maps; they must pair up")
+    metric = DepthMetrics.from_protocol(protocol, **overrides)
+    ratios = []
+    for disp, gt in zip(disparities, gt_depths, strict=True):
+        target = torch.as_tensor(gt, dtype=torch.float64)[None, None]
+        depth = depth_from_disparity(torch.as_tensor(disp, dtype=torch.float64)[None, None], target.shape[-2:])
+        metric.update(depth, target)
+        if metric.median_scaling:
+            ratios.append(metric.last_ratios)
+    return metric.compute(), torch.cat(ratios) if ratios else torch.zeros(0, dtype=torch.float64)

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..pruning import training as _pruned  # noqa: F401, E402  (registers pruned_model: physically pruned checkpoints)
+from ..pruning import structure as _pruned  # noqa: F401, E402  (registers pruned_model: physically pruned checkpoints)
 from . import (
+    dan,  # noqa: F401  (registers dan: a reconstruction of DAN)
     deeplabv3plus,  # noqa: F401  (registers deeplabv3plus)
     fafnet,  # noqa: F401  (registers fafnet, two_stream_deeplabv3plus)
     fpn,  # noqa: F401  (registers fpn, segformer_head)

@@ -155,6 +155,19 @@ class DeepLabV3PlusDecoder(nn.Module):
             high = F.interpolate(aspp_out, size=low.shape[-2:], mode="bilinear", align_corners=True)
         return self.last_conv(torch.cat([high, low], dim=1))
 
+    def accounting_plan(self) -> list[tuple[nn.Conv2d, str | None, tuple[nn.Conv2d | int, ...]]]:
+        """The paper accounting's view of this decoder (:func:`freqdense.models.flops.pruned_flops`): the
+        48-channel projection and the ASPP channels keep their width, the two 3x3 convs lose the decoder rate,
+        the classifier keeps its outputs (Table 2's constant 24 / 30 G truncation savings)."""
+        first, second, classifier = self.last_conv[0], self.last_conv[4], self.last_conv[8]
+        aspp_channels = first.in_channels - self.conv1.out_channels
+        return [
+            (self.conv1, None, (self.conv1.in_channels,)),
+            (first, "decoder", (aspp_channels, self.conv1)),
+            (second, "decoder", (first,)),
+            (classifier, None, (second,)),
+        ]
+
     def _freq_fuse(self, aspp_out: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = low.shape[-2:]
         lr = F.interpolate(aspp_out, size=((h + 1) // 2, (w + 1) // 2), mode="bilinear", align_corners=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_shape
-from .frequency import one_sided_differences, two_sided_gradient_magnitude
+from ..errors import ShapeError
 
 __all__ = ["ambiguity_map"]
 
@@ -39,7 +39,39 @@ def ambiguity_map(image: torch.Tensor) -> torch.Tensor:
         tensor([0.0000, 0.0000, 1.5000, 0.0000, 0.0000])
     """
     check_shape(image, "B C H W", name="image")
-    d = one_sided_differences(image)
-    # u_plus = I(x) - I(x+1) and u_minus = I(x) - I(x-1): same sign of dL, dR <=> u_plus * u_minus < 0.
-    same = ((d.u_plus * d.u_minus) < 0).any(dim=1, keepdim=True) | ((d.v_plus * d.v_minus) < 0).any(dim=1, keepdim=True)
-    return two_sided_gradient_magnitude(image, mode="mean_abs", channels="sum") * same
+    if not image.is_floating_point():
+        raise ShapeError(f"image must be floating point, got {image.dtype}; convert with image.float() / 255")
+    # One pass per axis over forward differences d(x) = I(x) - I(x + 1): the same-sign test is
+    # d(x - 1) * d(x) > 0 (the product of Eq. 10's dL and dR), the magnitude per channel (|d(x - 1)| + |d(x)|) / 2
+    # with zero differences outside the image. Written without padded copies; equal, operation for operation, to
+    # composing one_sided_differences and two_sided_gradient_magnitude (tests/losses/test_ambiguity.py).
+    b, _, h, w = image.shape
+    du = image[..., :, :-1] - image[..., :, 1:]
+    dv = image[..., :-1, :] - image[..., 1:, :]
+    same = image.new_zeros((b, 1, h, w), dtype=torch.bool)
+    if w > 2:
+        torch.any(du[..., :, :-1] * du[..., :, 1:] > 0, dim=1, keepdim=True, out=same[..., :, 1:-1])
+    if h > 2:
+        same[..., 1:-1, :] |= (dv[..., :-1, :] * dv[..., 1:, :] > 0).any(dim=1, keepdim=True)
+    if image.requires_grad and torch.is_grad_enabled():  # differentiable path: no in-place updates
+        return _half_sum_norm(du.abs(), dv.abs(), image.shape, inplace=False) * same
+    return _half_sum_norm(du.abs_(), dv.abs_(), image.shape, inplace=True).mul_(same)
+
+
+def _half_sum_norm(au: torch.Tensor, av: torch.Tensor, shape: torch.Size, *, inplace: bool) -> torch.Tensor:
+    """``sqrt(G_u^2 + G_v^2)`` with ``G_u = sum_c (|d(x - 1)| + |d(x)|) / 2`` from the absolute forward differences
+    ``au`` (``W - 1`` columns) and ``av`` (``H - 1`` rows); a square below the smallest normal float is taken at that
+    float (``two_sided_gradient_magnitude``'s rule, which keeps the gradient finite)."""
+    b, c, h, w = shape
+    pair_u = au.new_zeros(b, c, h, w)
+    pair_u[..., :, :-1] = au
+    pair_u[..., :, 1:] += au
+    pair_v = av.new_zeros(b, c, h, w)
+    pair_v[..., :-1, :] = av
+    pair_v[..., 1:, :] += av
+    gu = pair_u.mul_(0.5).sum(dim=1, keepdim=True)
+    gv = pair_v.mul_(0.5).sum(dim=1, keepdim=True)
+    tiny = torch.finfo(gu.dtype).tiny
+    if not inplace:
+        return (gu * gu + gv * gv).clamp_min(tiny).sqrt()
+    return gu.mul_(gu).add_(gv.mul_(gv)).clamp_min_(tiny).sqrt_()

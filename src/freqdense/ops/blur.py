@@ -13,10 +13,53 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_shape
-from ..errors import ConfigError
-from .frequency import forward_gradient_magnitude, gaussian_blur2d
+from ..errors import ConfigError, ShapeError
+from .frequency import gaussian_blur2d, gaussian_kernel1d
 
 __all__ = ["auto_blur", "auto_blur_weight"]
+
+
+def _forward_gradient_norm(image: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` channel-summed forward-difference magnitude, equal to
+    ``forward_gradient_magnitude(image)`` (same operations in the same order, one pass fewer over the image).
+
+    The column / row without a forward neighbour gets a zero difference; ``sqrt`` of a square below the smallest
+    normal float is taken at that float (as ``forward_gradient_magnitude`` does), which also keeps the gradient
+    finite at zero.
+    """
+    b, _, h, w = image.shape
+    gu = image.new_zeros(b, 1, h, w)
+    gv = image.new_zeros(b, 1, h, w)
+    torch.sum((image[..., :, :-1] - image[..., :, 1:]).abs_(), dim=1, keepdim=True, out=gu[..., :, :-1])
+    torch.sum((image[..., :-1, :] - image[..., 1:, :]).abs_(), dim=1, keepdim=True, out=gv[..., :-1, :])
+    sq = gu.mul_(gu).add_(gv.mul_(gv))
+    positive = sq > 0
+    return sq.clamp_min_(torch.finfo(sq.dtype).tiny).sqrt_().mul_(positive)
+
+
+def _reflect_gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
+    """``gaussian_blur2d(image, kernel_size, sigma, padding_mode="reflect")`` for ``(B, C, H, W)`` images.
+
+    The same two 1-D convolutions (horizontal, then vertical) with the same kernel, run as depthwise convolutions on a
+    channels-last tensor: on CPU that is one vectorised pass per direction instead of ``B * C`` single-channel
+    convolutions (about 10x faster at (8, 3, 96, 320), one thread), and the sums are taken in the same order
+    (tests/ops/test_auto_blur.py checks the two against each other). Only float32 on CPU takes this path.
+    """
+    c, (h, w) = image.shape[1], image.shape[-2:]
+    half = kernel_size // 2
+    if half >= h or half >= w:
+        raise ShapeError(
+            f"auto_blur: reflect padding of {half} px needs an image larger than that, got {h}x{w}; use a smaller "
+            "blur_kernel"
+        )
+    if image.device.type != "cpu" or image.dtype != torch.float32:
+        # The depthwise kernels of other devices / dtypes may sum in another order: keep the reference path.
+        return gaussian_blur2d(image, kernel_size, sigma, padding_mode="reflect")
+    g = gaussian_kernel1d(kernel_size, sigma, dtype=image.dtype, device=image.device)
+    x = F.pad(image, (half, half, half, half), mode="reflect").contiguous(memory_format=torch.channels_last)
+    x = F.conv2d(x, g.view(1, 1, 1, kernel_size).expand(c, 1, 1, kernel_size), groups=c)
+    x = F.conv2d(x, g.view(1, 1, kernel_size, 1).expand(c, 1, kernel_size, 1), groups=c)
+    return x.contiguous()
 
 
 def auto_blur_weight(
@@ -44,10 +87,12 @@ def auto_blur_weight(
         0.0
     """
     check_shape(image, "B C H W", name="image")
+    if not image.is_floating_point():
+        raise ShapeError(f"auto_blur image must be floating point, got {image.dtype}; convert with image.float() / 255")
     if not isinstance(area_kernel, int) or area_kernel < 1 or area_kernel % 2 == 0:
         raise ConfigError(f"auto_blur area_kernel must be an odd positive int (paper s = 9), got {area_kernel!r}")
     with torch.no_grad():
-        hf = (forward_gradient_magnitude(image) > hf_pixel_thresh).to(image.dtype)
+        hf = (_forward_gradient_norm(image) > hf_pixel_thresh).to(image.dtype)
         ratio = F.avg_pool2d(hf, area_kernel, stride=1, padding=area_kernel // 2, count_include_pad=True)
         return ratio * (ratio > hf_area_percent / 100.0)
 
@@ -84,5 +129,5 @@ def auto_blur(
     w = auto_blur_weight(image, hf_pixel_thresh, hf_area_percent, area_kernel)
     if not bool(w.any()):
         return image
-    blurred = gaussian_blur2d(image, blur_kernel, blur_sigma, padding_mode="reflect")
+    blurred = _reflect_gaussian_blur(image, blur_kernel, blur_sigma)
     return image + w * (blurred - image)

@@ -1,9 +1,11 @@
 """Soft filter pruning (SFP, IJCAI 2018) and physical filter removal, as combined with feature truncation in
-the spectral-analysis paper. See docs/methods/soft_filter_pruning.md."""
+the spectral-analysis paper. See docs/methods/soft_filter_pruning.md. Writing pruned checkpoints of a run lives in
+the engine layer (:func:`freqdense.engine.prune.prune_checkpoint`)."""
 
 from __future__ import annotations
 
 from .physical import ConstantInputConv2d, find_chains, remove_pruned_filters
+from .residual import IndexAddBasicBlock, IndexAddBottleneck
 from .soft_filter import (
     SoftFilterPruner,
     default_exclude,
@@ -12,10 +14,12 @@ from .soft_filter import (
     filters_to_prune,
     num_pruned_filters,
 )
-from .training import prune_checkpoint, pruned_model, pruned_structure
+from .structure import pruned_model, pruned_structure
 
 __all__ = [
     "ConstantInputConv2d",
+    "IndexAddBasicBlock",
+    "IndexAddBottleneck",
     "SoftFilterPruner",
     "default_exclude",
     "encoder_decoder_scopes",
@@ -24,7 +28,6 @@ __all__ = [
     "find_chains",
     "num_pruned_filters",
     "remove_pruned_filters",
-    "prune_checkpoint",
     "pruned_model",
     "pruned_structure",
 ]

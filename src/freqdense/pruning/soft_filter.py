@@ -12,7 +12,8 @@ Rules (docs/reference_code.md#soft-filter-pruning, he-y/soft-filter-pruning ``Ma
   except the shortcut projections (``downsample`` convs) and the classifier (``exclude``);
 - only the conv weight is zeroed: BN parameters, biases and gradients are untouched, so a zeroed filter keeps
   training and may come back at the next :meth:`SoftFilterPruner.step` ("soft");
-- schedule: :meth:`~SoftFilterPruner.step` once before training, after every epoch and after the last one.
+- schedule: :meth:`~SoftFilterPruner.step` once before training, after every epoch and after the last one (the
+  training loop also masks before every evaluation, so evaluated and saved models are pruned ones).
 
 The spectral-analysis paper prunes the encoder (backbone + ASPP) by 20/40/60 % and the decoder by 20 %: give one rate
 per scope (module-name prefix), e.g. :func:`encoder_decoder_scopes`.
@@ -96,9 +97,9 @@ def encoder_decoder_scopes(
 
     ``encoder_output`` sets the rate of the encoder's output layers, ``model.encoder_output_modules`` (DeepLab v3+:
     the ASPP projection ``aspp.conv1``, whose 256 filters are the decoder's input channels): ``"decoder"`` (default)
-    prunes them at the decoder rate, ``"encoder"`` at the encoder rate. Only the ``"decoder"`` scope reproduces
-    every pruned row of the spectral-analysis paper's Table 2 within 3 GFLOPs (98.6 / 77.2 / 59.3 vs 100 / 77 / 59 at
-    grid 129; ``"encoder"`` gives 98.6 / 74.0 / 53.0); see docs/methods/soft_filter_pruning.md.
+    prunes them at the decoder rate, ``"encoder"`` at the encoder rate. Table 2's FLOPs follow the paper accounting
+    of :func:`freqdense.models.flops.pruned_flops` (docs/models/deeplabv3plus.md), not the physically removed model;
+    see docs/methods/soft_filter_pruning.md.
     """
     if encoder_output not in ("encoder", "decoder"):
         raise ConfigError(f"encoder_output must be 'encoder' or 'decoder', got {encoder_output!r}")

@@ -8,6 +8,13 @@ belongs to its nearest grid point (ties go to the higher index), so edge blocks 
 the majority of its non-void pixels (ties -> the smallest class id; all void -> ``ignore_index``), or, with
 ``method="nearest"``, the label at the pixel nearest to the grid point. Upsampling back gives every pixel its block's
 label.
+
+Void pixels (``ignore_index``): the paper does not say what happens to them. ``void="fill"`` (the default) gives them
+their block's label like every other pixel, so void survives only in all-void blocks (or, with ``"nearest"``, in
+blocks whose grid point is void) and block-wise training supervises pixels the pixel-wise labels leave out: on the
+synthetic 96x128 validation scenes only 80 / 54 / 36 % of the void pixels stay void at ``nu_max`` = 16 / 8 / 4.
+``void="keep"`` keeps every void pixel void and relabels only the others, so both annotations supervise the same
+pixels and differ only in their labels.
 """
 
 from __future__ import annotations
@@ -18,9 +25,31 @@ import torch
 
 from ..errors import ConfigError, DataError, ShapeError
 
-__all__ = ["grid_size_for", "block_index", "block_labels", "blockwise_annotation", "BlockwiseAnnotation"]
+__all__ = [
+    "grid_size_for",
+    "block_index",
+    "block_labels",
+    "blockwise_annotation",
+    "BlockwiseAnnotation",
+    "VOID_MODES",
+    "check_void_mode",
+]
 
 Method = Literal["majority", "nearest"]
+Void = Literal["fill", "keep"]
+
+#: What happens to void pixels: ``"fill"`` gives them their block's label, ``"keep"`` keeps them void.
+VOID_MODES: tuple[str, ...] = ("fill", "keep")
+
+
+def check_void_mode(void: str) -> str:
+    """Return ``void`` if it is ``"fill"`` or ``"keep"``, else raise :class:`ConfigError` naming the choices."""
+    if void not in VOID_MODES:
+        raise ConfigError(
+            f"block-wise void must be 'fill' (void pixels take their block's label) or 'keep' (void pixels stay "
+            f"void), got {void!r}"
+        )
+    return void
 
 
 def grid_size_for(nu_max: int) -> int:
@@ -121,23 +150,35 @@ def blockwise_annotation(
     method: Method = "majority",
     ignore_index: int = 255,
     num_classes: int | None = None,
+    void: Void = "fill",
 ) -> torch.Tensor:
     """Block-wise annotation at full resolution: :func:`block_labels` nearest-upsampled onto the pixel grid.
 
     At the full band (``n >= H`` and ``n >= W``, e.g. ``nu_max = 256`` on 513 x 513) every pixel is its own block
     and the result equals ``labels``.
 
+    Args:
+        labels, nu_max, method, ignore_index, num_classes: as in :func:`block_labels`.
+        void: ``"fill"`` (every pixel, void ones included, takes its block's label) or ``"keep"`` (pixels that are
+            ``ignore_index`` in ``labels`` stay ``ignore_index``; the others take their block's label).
+
     Example:
         >>> lab = torch.tensor([[0, 0, 1, 1, 1]])  # 3 grid points along x: blocks {0}, {1, 2}, {3, 4}
         >>> blockwise_annotation(lab, (0, 1)).tolist()  # the 1-1 tie in block {1, 2} goes to class 0
         [[0, 0, 0, 1, 1]]
+        >>> void = torch.tensor([[0, 255, 1, 1, 1]])  # the void pixel 1 sits in block {1, 2}, labelled 1
+        >>> blockwise_annotation(void, (0, 1)).tolist(), blockwise_annotation(void, (0, 1), void="keep").tolist()
+        ([[0, 1, 1, 1, 1]], [[0, 255, 1, 1, 1]])
     """
+    check_void_mode(void)
     lab, squeeze = _as_batch(labels)
     grid = block_labels(lab, nu_max, method=method, ignore_index=ignore_index, num_classes=num_classes)
     n_h, n_w = grid.shape[-2:]
     by = block_index(lab.shape[-2], n_h, device=lab.device)
     bx = block_index(lab.shape[-1], n_w, device=lab.device)
     out = grid[:, by][:, :, bx]
+    if void == "keep":
+        out = torch.where(lab == ignore_index, lab, out)
     return out[0] if squeeze else out
 
 
@@ -149,6 +190,7 @@ class BlockwiseAnnotation:
     Args:
         nu_max: band limit (``n = 2 nu_max + 1`` grid points per axis), or ``(nu_y, nu_x)``.
         method, ignore_index, num_classes: as in :func:`block_labels`.
+        void: as in :func:`blockwise_annotation` (``"fill"`` or ``"keep"``).
     """
 
     def __init__(
@@ -158,11 +200,13 @@ class BlockwiseAnnotation:
         method: Method = "majority",
         ignore_index: int = 255,
         num_classes: int | None = None,
+        void: Void = "fill",
     ) -> None:
         _grid_shape(nu_max)
         if method not in ("majority", "nearest"):
             raise ConfigError(f"block-wise method must be 'majority' or 'nearest', got {method!r}")
         self.nu_max, self.method, self.ignore_index, self.num_classes = nu_max, method, ignore_index, num_classes
+        self.void = check_void_mode(void)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         if "semantic" not in sample:
@@ -174,8 +218,9 @@ class BlockwiseAnnotation:
             method=self.method,
             ignore_index=self.ignore_index,
             num_classes=self.num_classes,
+            void=self.void,
         )
         return out
 
     def __repr__(self) -> str:
-        return f"BlockwiseAnnotation(nu_max={self.nu_max}, method={self.method!r})"
+        return f"BlockwiseAnnotation(nu_max={self.nu_max}, method={self.method!r}, void={self.void!r})"

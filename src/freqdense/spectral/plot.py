@@ -160,6 +160,8 @@ def plot_relative_iou(
     path: str | Path,
     *,
     annotations: Mapping[str, Sequence[str]] | None = None,
+    xlabel: str = "R(ν_max)",
+    ylabel: str = "relative IoU (mIoU / pixel-wise mIoU)",
 ) -> Path:
     """Fig. 6 layout: relative IoU (y) against ``R(nu_max)`` (x, log scale), one marker series per entry.
 
@@ -167,6 +169,7 @@ def plot_relative_iou(
         points: label -> ``(R values, relative IoU values)``.
         path: output image.
         annotations: optional label -> per-point text (e.g. the ``nu_max`` of each point).
+        xlabel, ylabel: axis titles (the x title gets the symlog note appended).
 
     Returns:
         ``path``.
@@ -177,9 +180,10 @@ def plot_relative_iou(
         ax.plot(list(r), list(rel), marker="o", linestyle="-", label=name)
         for text, x, y in zip((annotations or {}).get(name, ()), r, rel):
             ax.annotate(str(text), (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--")
     ax.set_xscale("symlog", linthresh=1e-3)
-    ax.set_xlabel(r"$R(\nu_{max})$ (symlog: linear within $\pm$0.001)")
-    ax.set_ylabel("relative IoU")
+    ax.set_xlabel(f"{xlabel} (symlog: linear within ±0.001)")
+    ax.set_ylabel(ylabel)
     ax.set_title(r"relative IoU vs. $R(\nu_{max})$", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

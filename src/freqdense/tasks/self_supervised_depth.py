@@ -66,6 +66,16 @@ class SelfSupervisedDepth:
         eval_max_depth: ground truth must be below this; predictions are clamped to the same range.
         eval_crop: evaluation crop (see ``DepthMetrics``).
         eval_aggregation: ``"image"`` (per-image mean, Monodepth2) or ``"pixel"``.
+        eval_protocol: a preset of ``freqdense.metrics.depth.DEPTH_PROTOCOLS`` (e.g. ``"kitti_eigen_mono"``,
+            ``"kitti_eigen_benchmark_stereo"``); when given it replaces ``median_scaling`` and the ``eval_*``
+            arguments above (the presets are monodepth2's ``evaluate()`` rules, docs/data/depth_datasets.md).
+        eval_input_size: ``(H, W)`` the network sees at evaluation (monodepth2 resizes every test image to the
+            training size, 192x640 on KITTI); the predicted disparity is then resized to the ground truth's size.
+            None: the batch's image as it is.
+
+    Evaluation follows monodepth2: the scale-0 *disparity* (``disp:0`` scaled to ``[1/max_depth, 1/min_depth]``,
+    i.e. 1 / depth) is resized bilinearly to the ground truth's size and inverted. Ground truth of varying size
+    (KITTI's native resolutions) needs ``val_batch_size: 1``.
     """
 
     key = "depth"
@@ -90,6 +100,8 @@ class SelfSupervisedDepth:
         eval_max_depth: float = 80.0,
         eval_crop: str | Sequence[float] | None = None,
         eval_aggregation: Literal["pixel", "image"] = "image",
+        eval_protocol: str | None = None,
+        eval_input_size: Sequence[int] | None = None,
     ) -> None:
         if mode not in SOURCES_OF_MODE:
             raise ConfigError(f"self_supervised.mode must be one of {sorted(SOURCES_OF_MODE)}, got {mode!r}")
@@ -128,13 +140,31 @@ class SelfSupervisedDepth:
             else None,
         )
         self.smoothness = EdgeAwareSmoothness()
-        self.metric_kwargs = dict(
+        self.metric_kwargs: dict[str, Any] = dict(
             min_depth=eval_min_depth,
             max_depth=eval_max_depth,
             crop=eval_crop,
             median_scaling=self.median_scaling,
             aggregation=eval_aggregation,
         )
+        if eval_protocol is not None:
+            from ..metrics.depth import DEPTH_PROTOCOLS
+
+            if eval_protocol not in DEPTH_PROTOCOLS:
+                raise ConfigError(
+                    f"self_supervised.eval_protocol must be one of {sorted(DEPTH_PROTOCOLS)}, got {eval_protocol!r}"
+                )
+            self.metric_kwargs = dict(DEPTH_PROTOCOLS[eval_protocol])
+            self.median_scaling = bool(self.metric_kwargs["median_scaling"])
+        self.eval_protocol = eval_protocol
+        self.eval_input_size: tuple[int, int] | None = None
+        if eval_input_size is not None:
+            size = tuple(eval_input_size)
+            if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+                raise ConfigError(
+                    f"self_supervised.eval_input_size must be [height, width] positive ints, got {eval_input_size!r}"
+                )
+            self.eval_input_size = (int(size[0]), int(size[1]))
 
     # -------------------------------------------------------------------------------------------- Task interface
     @property
@@ -170,17 +200,37 @@ class SelfSupervisedDepth:
 
     @torch.no_grad()
     def evaluation_step(self, model: nn.Module, batch: Sample, metrics: MetricSet) -> dict[str, Tensor]:
-        """Depth metrics of the scale-0 depth on ``batch["depth"]`` (median-scaled for M by default)."""
-        outputs = model(batch["image"])
+        """Depth metrics on ``batch["depth"]`` the monodepth2 way (see the class docstring).
+
+        The image is resized to ``eval_input_size`` (if set), the scale-0 disparity is resized to the ground
+        truth's size and inverted, then ``DepthMetrics`` applies the protocol (mask, crop, scaling, clamp).
+        """
+        from ..metrics.depth import depth_from_disparity
+
+        image = batch["image"]
+        if self.eval_input_size is not None and tuple(image.shape[-2:]) != self.eval_input_size:
+            # The joint transforms' image resize (bilinear, antialiased when shrinking, clamped to [0, 1]).
+            shrink = image.shape[-2] > self.eval_input_size[0] or image.shape[-1] > self.eval_input_size[1]
+            image = F.interpolate(
+                image.float(), size=self.eval_input_size, mode="bilinear", align_corners=False, antialias=shrink
+            ).clamp_(0.0, 1.0)
+        outputs = model(image)
         target = batch["depth"]
         valid = batch.get("depth_valid")
         if valid is None:
             valid = depth_valid_mask(target)
-        pred = outputs[self.key]
-        if tuple(pred.shape[-2:]) != tuple(target.shape[-2:]):
-            pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        metrics.metrics[self.key].update(pred.float(), target, valid)
+        disparity = self.scaled_disparity(outputs)
+        pred = depth_from_disparity(disparity.float(), target.shape[-2:])
+        metrics.metrics[self.key].update(pred, target, valid)
         return outputs
+
+    def scaled_disparity(self, outputs: Mapping[str, Tensor]) -> Tensor:
+        """Monodepth2's evaluation disparity: ``disp:0`` mapped to ``[1 / max_depth, 1 / min_depth]`` (= 1 / depth);
+        ``1 / outputs["depth"]`` for models without ``disp:0``."""
+        if "disp:0" in outputs:
+            low, high = 1.0 / self.max_depth, 1.0 / self.min_depth
+            return low + (high - low) * outputs["disp:0"]
+        return 1.0 / outputs[self.key]
 
     # ------------------------------------------------------------------------------------------------ the loss
     def compute_losses(
@@ -211,8 +261,11 @@ class SelfSupervisedDepth:
 
         image = batch["image"]
         b, _, h, w = image.shape
-        K = self._batch(batch, "intrinsics")
-        inv_K = torch.linalg.inv(K[:, :3, :3].float()).to(image.dtype)
+        # Intrinsics come from the loader in float32: cast them to the images' dtype (float64 batches), inverting
+        # in at least float32.
+        K = self._batch(batch, "intrinsics").to(image.dtype)
+        inv_dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
+        inv_K = torch.linalg.inv(K[:, :3, :3].to(inv_dtype)).to(image.dtype)
         poses = dict(poses or {})
         source_images, source_poses = [], []
         for name in self.sources:
@@ -231,7 +284,7 @@ class SelfSupervisedDepth:
         photometric_sum, smooth_sum = image.new_zeros(()), image.new_zeros(())
         won, mask_mean = [], []
         for s in self.scales:
-            pred = scale_maps[s]
+            pred = scale_maps[s].to(image.dtype)
             if disps is not None:
                 full = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)
                 depth = 1.0 / (1.0 / self.max_depth + (1.0 / self.min_depth - 1.0 / self.max_depth) * full)
