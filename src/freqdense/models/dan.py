@@ -39,8 +39,7 @@ from .._checks import check_shape
 from ..errors import ConfigError, ShapeError
 from ._dense import register_normalization
 from ._registry import register_model
-from .backbones import create_backbone
-from .deeplabv3plus import _ASPP_RATES, ASPP, Accounting, _apply_multi_grid
+from .deeplabv3plus import _ASPP_RATES, ASPP, Accounting, build_dilated_encoder
 
 __all__ = ["DAN", "DANDecoder", "dan"]
 
@@ -257,31 +256,17 @@ def dan(
         pretrained: local torchvision-format ImageNet file for the backbone (never downloaded).
         backbone_kwargs: extra backbone keywords (e.g. ``{"base_width": 8}`` for small tests).
     """
-    if backbone not in ("resnet50", "resnet101"):
-        raise ConfigError(f"dan backbone must be 'resnet50' or 'resnet101', got {backbone!r}")
-    if accounting not in ("standard", "paper"):
-        raise ConfigError(f"accounting must be 'standard' or 'paper', got {accounting!r}")
-    if accounting == "paper":
-        if output_stride not in (None, 32):
-            raise ConfigError(
-                f"accounting='paper' uses output stride 32 (layer4 keeps its stride), got "
-                f"output_stride={output_stride}; drop output_stride or use accounting='standard'"
-            )
-        output_stride, multi_grid = 32, None
-    output_stride = 16 if output_stride is None else int(output_stride)
-    if output_stride not in _ASPP_RATES:
-        raise ConfigError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-    if int(num_classes) < 1:
-        raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
-    kwargs = dict(backbone_kwargs or {})
-    for key in ("pretrained", "output_stride", "out_indices"):
-        if key in kwargs:
-            raise ConfigError(f"backbone_kwargs must not set {key!r}; dan sets it (pass it to the model)")
-    net = create_backbone(
-        backbone, pretrained=pretrained, output_stride=output_stride, out_indices=(*_LEVELS, 4), **kwargs
+    net, output_stride = build_dilated_encoder(
+        "dan",
+        backbone,
+        num_classes=num_classes,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        accounting=accounting,
+        pretrained=pretrained,
+        backbone_kwargs=backbone_kwargs,
+        out_indices=(*_LEVELS, 4),
     )
-    if multi_grid is not None and output_stride < 32:
-        _apply_multi_grid(net.layer4, 32 // output_stride, multi_grid)
     decoder = DANDecoder(
         (*net.out_channels[:-1], 256),
         net.strides,

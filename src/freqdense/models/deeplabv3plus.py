@@ -260,6 +260,51 @@ class DeepLabV3Plus(nn.Module):
         return {"semantic": F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=True)}
 
 
+def build_dilated_encoder(
+    model_name: str,
+    backbone: str,
+    *,
+    num_classes: int,
+    output_stride: int | None,
+    multi_grid: Sequence[int] | None,
+    accounting: str,
+    pretrained: Any,
+    backbone_kwargs: dict[str, Any] | None,
+    out_indices: tuple[int, ...],
+) -> tuple[nn.Module, int]:
+    """Validate the encoder options shared by ``deeplabv3plus`` and ``dan`` and build the dilated ResNet.
+
+    ``accounting="paper"`` forces output stride 32 without multi-grid; the default stride is 16. Returns the
+    backbone (multi-grid applied to layer4 below stride 32) and the resolved output stride.
+    """
+    if backbone not in ("resnet50", "resnet101"):
+        raise ConfigError(f"{model_name} backbone must be 'resnet50' or 'resnet101', got {backbone!r}")
+    if accounting not in ("standard", "paper"):
+        raise ConfigError(f"accounting must be 'standard' or 'paper', got {accounting!r}")
+    if accounting == "paper":
+        if output_stride not in (None, 32):
+            raise ConfigError(
+                f"accounting='paper' uses output stride 32 (layer4 keeps its stride), got "
+                f"output_stride={output_stride}; drop output_stride or use accounting='standard'"
+            )
+        output_stride, multi_grid = 32, None
+    output_stride = 16 if output_stride is None else int(output_stride)
+    if output_stride not in _ASPP_RATES:
+        raise ConfigError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+    if int(num_classes) < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
+    kwargs = dict(backbone_kwargs or {})
+    for key in ("pretrained", "output_stride", "out_indices"):
+        if key in kwargs:
+            raise ConfigError(f"backbone_kwargs must not set {key!r}; {model_name} sets it (pass it to the model)")
+    net = create_backbone(
+        backbone, pretrained=pretrained, output_stride=output_stride, out_indices=out_indices, **kwargs
+    )
+    if multi_grid is not None and output_stride < 32:
+        _apply_multi_grid(net.layer4, 32 // output_stride, multi_grid)
+    return net, output_stride
+
+
 @register_model
 def deeplabv3plus(
     *,
@@ -298,29 +343,17 @@ def deeplabv3plus(
         pretrained: local torchvision-format ImageNet file for the backbone (never downloaded).
         backbone_kwargs: extra backbone keywords (e.g. ``{"base_width": 16}`` for small tests).
     """
-    if backbone not in ("resnet50", "resnet101"):
-        raise ConfigError(f"deeplabv3plus backbone must be 'resnet50' or 'resnet101', got {backbone!r}")
-    if accounting not in ("standard", "paper"):
-        raise ConfigError(f"accounting must be 'standard' or 'paper', got {accounting!r}")
-    if accounting == "paper":
-        if output_stride not in (None, 32):
-            raise ConfigError(
-                f"accounting='paper' uses output stride 32 (layer4 keeps its stride), got "
-                f"output_stride={output_stride}; drop output_stride or use accounting='standard'"
-            )
-        output_stride, multi_grid = 32, None
-    output_stride = 16 if output_stride is None else int(output_stride)
-    if output_stride not in _ASPP_RATES:
-        raise ConfigError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-    if int(num_classes) < 1:
-        raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
-    kwargs = dict(backbone_kwargs or {})
-    for key in ("pretrained", "output_stride", "out_indices"):
-        if key in kwargs:
-            raise ConfigError(f"backbone_kwargs must not set {key!r}; deeplabv3plus sets it (pass it to the model)")
-    net = create_backbone(backbone, pretrained=pretrained, output_stride=output_stride, out_indices=(1, 4), **kwargs)
-    if multi_grid is not None and output_stride < 32:
-        _apply_multi_grid(net.layer4, 32 // output_stride, multi_grid)
+    net, output_stride = build_dilated_encoder(
+        "deeplabv3plus",
+        backbone,
+        num_classes=num_classes,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        accounting=accounting,
+        pretrained=pretrained,
+        backbone_kwargs=backbone_kwargs,
+        out_indices=(1, 4),
+    )
     decoder = DeepLabV3PlusDecoder(net.out_channels[0], int(num_classes), fusion=fusion, fusion_kwargs=fusion_kwargs)
     model = DeepLabV3Plus(
         net,
