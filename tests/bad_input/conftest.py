@@ -1,0 +1,122 @@
+"""Shared harness of the bad-input suite (issue: nothing lost, nothing silent).
+
+Every case runs one CLI command (``freqdense.cli.main.main``, in process) or one public API call on a bad input and
+asserts, through :func:`refused`:
+
+- the exit code (1 for a refused command; argparse usage errors are 2),
+- that no Python traceback was printed or logged,
+- that the one error message names the culprit (a file, key, tensor or value given by the case),
+- that nothing was half-written: the watched folders are byte-identical before and after (or, where the command is
+  allowed to create its output folder, that it left nothing behind).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from freqdense.cli.main import main
+
+
+def snapshot(*folders: Path) -> dict[str, bytes]:
+    """Bytes of every file under ``folders`` (missing folders count as empty)."""
+    out: dict[str, bytes] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            out[str(folder)] = folder.read_bytes()
+            continue
+        for path in sorted(folder.rglob("*")) if folder.exists() else ():
+            if path.is_file():
+                out[str(path)] = path.read_bytes()
+    return out
+
+
+@dataclass
+class Outcome:
+    code: int
+    errors: list[str]
+    output: str  # stdout + stderr + every log record
+
+    def __str__(self) -> str:
+        return f"exit {self.code}; errors {self.errors}; output:\n{self.output[-3000:]}"
+
+
+@pytest.fixture
+def cli(capsys, caplog):
+    """``cli(*argv)`` runs ``freqdense ARGV`` in process and returns an :class:`Outcome` (SystemExit is caught)."""
+
+    def run(*argv) -> Outcome:
+        caplog.clear()
+        capsys.readouterr()
+        with caplog.at_level(logging.INFO):
+            try:
+                code = main([str(a) for a in argv])
+            except SystemExit as exc:  # argparse
+                code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        records = [r.getMessage() for r in caplog.records]
+        tracebacks = [r.exc_text or "" for r in caplog.records if r.exc_info or r.exc_text]
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        if code == 2 and not errors and captured.err.strip():  # argparse prints its usage error to stderr
+            errors = [captured.err.strip().splitlines()[-1]]
+        output = "\n".join([captured.out, captured.err, *records, *tracebacks])
+        return Outcome(code, errors, output)
+
+    return run
+
+
+def refused(outcome: Outcome, *culprits: str, code: int = 1) -> str:
+    """Assert a clear refusal: exit ``code``, no traceback, one error message naming every culprit; return it."""
+    assert outcome.code == code, str(outcome)
+    assert "Traceback" not in outcome.output, str(outcome)
+    assert outcome.errors, f"no error message was given\n{outcome}"
+    message = "\n".join(outcome.errors)
+    for culprit in culprits:
+        assert str(culprit) in message, f"the error does not name {culprit!r}: {message}"
+    return message
+
+
+def api_refused(call, error_type, *culprits: str) -> str:
+    """Assert that ``call()`` raises ``error_type`` (a FreqdenseError subclass, say) naming every culprit."""
+    with pytest.raises(error_type) as info:
+        call()
+    message = str(info.value)
+    for culprit in culprits:
+        assert str(culprit) in message, f"the error does not name {culprit!r}: {message}"
+    return message
+
+
+@pytest.fixture
+def unchanged():
+    """``with unchanged(folder, ...):`` asserts that the block leaves every file under the folders byte-identical."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def watch(*folders: Path):
+        before = snapshot(*folders)
+        yield
+        after = snapshot(*folders)
+        assert after == before, (
+            f"files changed: {sorted(set(before) ^ set(after) | {k for k in before if before.get(k) != after.get(k)})}"
+        )
+
+    return watch
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """``write_config(name, **{"section.key": value})``: the tiny multi-task config of tests/tiny_config.py."""
+    import yaml
+
+    from tiny_config import tiny_config
+
+    def write(name="cfg.yaml", **overrides):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(tiny_config(tmp_path / "cache", **overrides)))
+        return path
+
+    return write
