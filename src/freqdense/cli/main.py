@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "eval_depth",
     "predict",
     "export",
+    "convert",
     "prune",
     "config",
     "list",
