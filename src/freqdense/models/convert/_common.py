@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,8 @@ def read_checkpoint_file(path: str | os.PathLike[str]) -> Any:
         except Exception as err:  # noqa: BLE001  (several error types for corrupt files: name the file)
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     try:
-        with torch.serialization.safe_globals(_numpy_allowlist()):
+        with torch.serialization.safe_globals(_numpy_allowlist()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # plain pickles: refused below
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
         text = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -14,6 +14,7 @@ The model, the HRNet variant, the tasks and the class count are read from the we
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,7 +65,9 @@ def _tasks_in(state: Mapping[str, Tensor], prefix: str) -> list[str]:
 
 def _num_classes(state: Mapping[str, Tensor], key: str) -> int:
     if key not in state:
-        raise CheckpointError(f"cannot find the semantic classifier {key!r} to read the number of classes")
+        close = difflib.get_close_matches(key, list(state), n=1, cutoff=0.6)
+        hint = f" (closest key: {close[0]})" if close else ""
+        raise CheckpointError(f"cannot find the semantic classifier {key!r} to read the number of classes{hint}")
     return int(state[key].shape[0])
 
 
