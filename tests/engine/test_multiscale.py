@@ -138,3 +138,24 @@ def test_evaluate_and_config_switch_on_multiscale():
     model.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape[-2:])))
     evaluate(model, task, DataLoader(data, batch_size=2), device=cpu, scales=[0.5, 1.0], flip=True)
     assert calls == [(3, 4), (3, 4), (6, 8), (6, 8)]
+
+
+def test_logit_averaging_with_align_corners_as_the_official_fafnet_validate():
+    """average="logits": the mean of the raw logits (w/8 at widths 4 and 8 -> 0.75); align_corners=True resizes a
+    horizontal ramp 0..3 at width 4 to exactly 0, 3/7 * 3, ..., 3 at width 8 (end points kept)."""
+
+    def model(image):
+        b, _, h, w = image.shape
+        logits = torch.zeros(b, 2, h, w)
+        logits[:, 0] = w / 8
+        ramp = torch.arange(w, dtype=torch.float32).expand(b, 1, h, w)
+        return {"semantic": logits, "depth": ramp}
+
+    tta = MultiScaleFlip(model, ["image"], scales=[0.5, 1.0], average="logits", align_corners=True)
+    got = tta(torch.rand(1, 3, 4, 8))
+    torch.testing.assert_close(got["semantic"][0, :, 0, 0], torch.tensor([0.75, 0.0]))
+    small = torch.arange(8, dtype=torch.float32) * 3 / 7  # the width-4 ramp 0..3 resized with corners aligned
+    torch.testing.assert_close(got["depth"][0, 0, 0], (small + torch.arange(8.0)) / 2)
+    assert "average='logits'" in repr(tta)
+    with pytest.raises(ConfigError, match="eval.average"):
+        MultiScaleFlip(model, ["image"], scales=[0.5, 1.0], average="median")

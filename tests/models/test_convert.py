@@ -201,3 +201,19 @@ def test_model_options_that_contradict_the_weights_are_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match="model.num_classes=40 but the checkpoint has 4"):
         convert("mtl-pytorch", tmp_path / "p.pth", {"num_classes": 40})
+
+
+def test_official_fafnet_checkpoint_as_main_py_saves_it(tmp_path):
+    from freqdense.models.convert.fafnet import freqdense_to_fafnet_official
+
+    torch.manual_seed(0)
+    tiny = {"num_classes": 5, "backbone": "resnet50", "backbone_kwargs": {"base_width": 8}}
+    source = create_model("fafnet_official", **tiny).eval()
+    official = {"module." + k: v for k, v in freqdense_to_fafnet_official(source.state_dict()).items()}
+    payload = {"cur_itrs": 10, "model_state": official, "optimizer_state": {"state": {}}, "best_score": 0.4}
+    torch.save(payload, tmp_path / "best_fafnet.pth")
+    model, conv = convert("fafnet", tmp_path / "best_fafnet.pth")
+    assert conv.model["name"] == "fafnet_official" and conv.model["num_classes"] == 5
+    image, hha = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(source(image, hha)["semantic"], model(image, hha)["semantic"])

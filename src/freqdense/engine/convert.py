@@ -44,7 +44,7 @@ DEFAULT_CONFIGS: dict[str, dict[str, str]] = {
     },
     "monodepth2": {"monodepth": "kitti/monodepth2_m_r18_192x640"},
     "deeplab-jfzhang95": {"deeplabv3plus": "voc/deeplabv3plus_r101_os16_513_30k"},
-    "fafnet": {"fafnet": "nyuv2/fafnet_r101_hha"},
+    "fafnet": {"fafnet_official": "nyuv2/fafnet_r101_hha_official"},
 }
 
 

@@ -2,12 +2,14 @@
 
 For every scale ``s`` (and, with ``flip``, also for the horizontally mirrored inputs) all model inputs are resized
 *together* to ``round(s * H), round(s * W)``, the model is run, every output map is resized back to the input size
-(bilinear, ``align_corners=False``), un-mirrored, and the passes are averaged:
+(bilinear, ``align_corners=False`` unless ``align_corners=True``), un-mirrored, and the passes are averaged:
 
-* ``semantic`` outputs (and ``semantic:<aux>``): the **softmax probabilities** are averaged and the result is returned
-  as ``log(mean probability)``, i.e. logits whose softmax is the averaged probability (argmax, cross-entropy and
-  softmax of downstream code see the averaged distribution). Probability averaging, as mmseg's ``aug_test`` and
-  SA-Gate's evaluator, is insensitive to the per-pass logit scale, which differs between scales.
+* ``semantic`` outputs (and ``semantic:<aux>``), ``average="probs"`` (default): the **softmax probabilities** are
+  averaged and the result is returned as ``log(mean probability)``, i.e. logits whose softmax is the averaged
+  probability (argmax, cross-entropy and softmax of downstream code see the averaged distribution). Probability
+  averaging, as mmseg's ``aug_test`` and SA-Gate's evaluator, is insensitive to the per-pass logit scale, which
+  differs between scales. ``average="logits"`` averages the raw logits instead, as the official FAFNet code's
+  ``validate()`` does (with ``align_corners=True``); the argmax can differ from probability averaging near ties.
 * every other (B, C, h, w) output (``depth``, ...): arithmetic mean of the resized maps.
 * outputs that are not 4-D tensors are dropped.
 
@@ -38,6 +40,9 @@ from ..errors import ConfigError, ShapeError
 __all__ = ["MultiScaleFlip", "check_tta", "is_single_pass", "resize_input"]
 
 log = logging.getLogger(__name__)
+
+#: How semantic outputs are averaged over the passes.
+AVERAGES: tuple[str, ...] = ("probs", "logits")
 
 #: Input keys resampled with nearest neighbour; all others bilinearly.
 NEAREST_INPUT_KEYS: frozenset[str] = frozenset(DENSE_FLOAT_KEYS) | frozenset(LABEL_KEYS)
@@ -84,6 +89,8 @@ class MultiScaleFlip(nn.Module):
         input_keys: the sample key of each positional input (config ``task.inputs``); decides the resampling.
         scales: resize factors (1.0 = the given size).
         flip: also run every scale on mirrored inputs.
+        average: ``"probs"`` (softmax probabilities of semantic outputs) or ``"logits"`` (raw logits).
+        align_corners: ``align_corners`` of the bilinear resize of the outputs back to the input size.
 
     Examples:
         >>> net = nn.Conv2d(3, 4, 3, padding=1)
@@ -93,12 +100,24 @@ class MultiScaleFlip(nn.Module):
     """
 
     def __init__(
-        self, model: Any, input_keys: Sequence[str], *, scales: Sequence[float] = (1.0,), flip: bool = False
+        self,
+        model: Any,
+        input_keys: Sequence[str],
+        *,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        average: str = "probs",
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.input_keys = tuple(input_keys)
         self.scales, self.flip = check_tta(scales, flip)
+        if average not in AVERAGES:
+            raise ConfigError(f"eval.average must be one of {AVERAGES}, got {average!r}")
+        if not isinstance(align_corners, bool):
+            raise ConfigError(f"eval.align_corners must be true or false, got {align_corners!r}")
+        self.average, self.align_corners = average, align_corners
 
     def forward(self, *inputs: Tensor) -> dict[str, Tensor]:
         if len(inputs) != len(self.input_keys):
@@ -132,19 +151,23 @@ class MultiScaleFlip(nn.Module):
                     if mirrored:
                         value = torch.flip(value, dims=(-1,))
                     if tuple(value.shape[-2:]) != hw:
-                        value = F.interpolate(value, size=hw, mode="bilinear", align_corners=False)
-                    if _is_semantic(name):
+                        value = F.interpolate(value, size=hw, mode="bilinear", align_corners=self.align_corners)
+                    if _is_semantic(name) and self.average == "probs":
                         value = torch.softmax(value, dim=1)
                     sums[name] = value if name not in sums else sums[name] + value
                 passes += 1
         result: dict[str, Tensor] = {}
         for name, total in sums.items():
             mean = total / passes
-            result[name] = torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny)) if _is_semantic(name) else mean
+            probs = _is_semantic(name) and self.average == "probs"
+            result[name] = torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny)) if probs else mean
         return result
 
     def extra_repr(self) -> str:
-        return f"input_keys={list(self.input_keys)}, scales={list(self.scales)}, flip={self.flip}"
+        return (
+            f"input_keys={list(self.input_keys)}, scales={list(self.scales)}, flip={self.flip}, "
+            f"average={self.average!r}, align_corners={self.align_corners}"
+        )
 
 
 def _is_semantic(name: str) -> bool:

@@ -9,6 +9,10 @@ Flows", IET Image Processing 2023; official code github.com/CaliforniaChen/FAFNe
   into the streams and whose fused feature goes to an UPerNet head with FAM top-down alignment
   (:class:`~freqdense.models.decoders.uper_align.UPerAlignHead`, SFNet). Switches select the ablation rows
   (:data:`FAFNET_VARIANTS`).
+- ``fafnet_official``: the network of the official code (``models/fafnet_alignD.py``): ResNet v1c deep stems,
+  ``downsample`` shortcuts shared by the two streams, the official fusion block and head layout, HHA not
+  normalised. Official state dicts load into it through :func:`freqdense.models.convert.fafnet.
+  fafnet_official_to_freqdense` and give the official outputs (float64 parity measured at 1e-15).
 - ``two_stream_deeplabv3plus``: the paper's baseline (§4.3): two ResNet streams fused by element-wise summation,
   DeepLab v3+ head (ASPP on the summed stage-4 features, the summed stage-1 features as the low-level input);
   ``fusion="sagate"`` makes it SA-Gate's network (Chen et al. ECCV 2020, without its auxiliary head).
@@ -36,7 +40,7 @@ from ..nn.sa_gate import SAGate
 from ._dense import IMAGENET_MEAN, IMAGENET_STD, check_image, register_normalization
 from ._registry import register_model
 from .backbones import ResNet, create_backbone
-from .decoders.uper_align import UPerAlignHead
+from .decoders.uper_align import HeadLayout, UPerAlignHead
 from .deeplabv3plus import _ASPP_RATES, ASPP, DeepLabV3PlusDecoder, _apply_multi_grid
 
 __all__ = [
@@ -44,9 +48,13 @@ __all__ = [
     "FAFNet",
     "HHA_MEAN",
     "HHA_STD",
+    "OFFICIAL_FAFNET_KWARGS",
+    "OFFICIAL_HHA_MEAN",
+    "OFFICIAL_HHA_STD",
     "TwoStreamDeepLabV3Plus",
     "TwoStreamResNet",
     "fafnet",
+    "fafnet_official",
     "flow_to_pixels",
     "pixels_to_flow",
     "two_stream_deeplabv3plus",
@@ -57,9 +65,12 @@ _BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 #: Official FAFNet / SA-Gate layer4 dilations 2, 4, 8 at output stride 16.
 _DEFAULT_MULTI_GRID = (1, 2, 4)
 
-#: HHA normalisation (HHA images scaled to [0, 1]): the ImageNet statistics, as the RGB stream, since the HHA
-#: stream starts from the same ImageNet weights (SA-Gate's and FAFNet's loaders normalise HHA like RGB).
+#: HHA normalisation of the paper-text models (HHA images scaled to [0, 1]): the ImageNet statistics, as the RGB
+#: stream, since the HHA stream starts from the same ImageNet weights (SA-Gate's loader does this). The official
+#: FAFNet code does *not*: its ``ExtNormalize`` normalises only the RGB tensor, so :func:`fafnet_official` uses
+#: mean 0 / std 1 for HHA (:data:`OFFICIAL_HHA_MEAN`, :data:`OFFICIAL_HHA_STD`).
 HHA_MEAN, HHA_STD = IMAGENET_MEAN, IMAGENET_STD
+OFFICIAL_HHA_MEAN, OFFICIAL_HHA_STD = (0.0,), (1.0,)
 
 #: FAFNet Table 1 rows, the baseline and the SA-Gate comparison as ``name: (registered model, kwargs)``. Every
 #: row also takes the common keywords (``num_classes``, ``backbone``, ``depth_channels``, ``pretrained``, ...).
@@ -104,9 +115,12 @@ class TwoStreamResNet(nn.Module):
     """Two ResNets run stage by stage (``rgb``, ``depth``); the caller fuses between stages.
 
     ``run_stage(i, rgb, depth)`` runs stage ``i`` (1 = stem + max-pool + layer1, 2..4 = layer2..4) of both streams.
+    ``share_downsample=True`` makes the depth stream use the RGB stream's ``downsample`` shortcut module (1x1 conv
+    and its BatchNorm, running statistics included) in every stage, as the official FAFNet / SA-Gate dual ResNet
+    does; the state dict then holds the same tensors under both streams' names.
     """
 
-    def __init__(self, rgb: ResNet, depth: ResNet) -> None:
+    def __init__(self, rgb: ResNet, depth: ResNet, *, share_downsample: bool = False) -> None:
         super().__init__()
         if rgb.out_channels != depth.out_channels or rgb.out_indices != (1, 2, 3, 4):
             raise ConfigError("TwoStreamResNet needs two ResNets of the same width built with out_indices=(1, 2, 3, 4)")
@@ -114,6 +128,14 @@ class TwoStreamResNet(nn.Module):
         self.depth = depth
         self.out_channels = rgb.out_channels
         self.strides = rgb.strides
+        self.share_downsample = bool(share_downsample)
+        if self.share_downsample:
+            for i in range(1, 5):
+                for b_rgb, b_depth in zip(getattr(rgb, f"layer{i}"), getattr(depth, f"layer{i}")):
+                    if (b_rgb.downsample is None) != (b_depth.downsample is None):
+                        raise ConfigError(f"share_downsample: layer{i} shortcuts differ between the streams")
+                    if b_rgb.downsample is not None:
+                        b_depth.downsample = b_rgb.downsample
 
     @staticmethod
     def _stage(net: ResNet, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -279,6 +301,7 @@ def _two_stream(
     output_stride: int,
     multi_grid: Sequence[int] | None,
     backbone_kwargs: dict[str, Any] | None,
+    share_downsample: bool = False,
 ) -> TwoStreamResNet:
     if backbone not in _BACKBONES:
         raise ConfigError(f"backbone must be one of {_BACKBONES}, got {backbone!r}")
@@ -306,7 +329,7 @@ def _two_stream(
         if grid and output_stride < 32:
             _apply_multi_grid(net.layer4, 32 // output_stride, grid)
         streams.append(net)
-    return TwoStreamResNet(*streams)
+    return TwoStreamResNet(*streams, share_downsample=share_downsample)
 
 
 def _depth_norm(
@@ -340,6 +363,9 @@ def fafnet(
     depth_mean: Sequence[float] | None = None,
     depth_std: Sequence[float] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
+    deep_stem: bool = False,
+    share_downsample: bool = False,
+    head_layout: HeadLayout = "freqdense",
 ) -> FAFNet:
     """FAFNet and its ablations; defaults follow the paper (rows: :data:`FAFNET_VARIANTS`).
 
@@ -366,6 +392,10 @@ def fafnet(
         depth_scale: raw depth divisor (metres -> about [0, 1]); unused for HHA.
         depth_mean, depth_std: depth normalisation after scaling (default HHA: ImageNet statistics; raw: 0, 1).
         backbone_kwargs: extra backbone keywords (e.g. ``{"base_width": 16}``).
+        deep_stem: ResNet v1c stems (three 3x3 convs, 128 channels into layer1; official code).
+        share_downsample: the streams share each stage's ``downsample`` shortcut (official code).
+        head_layout: ``"freqdense"`` or ``"fafnet"`` (the official head, see
+            :class:`~freqdense.models.decoders.uper_align.UPerAlignHead`).
     """
     if fusion not in ("acfm", "sagate", "sum"):
         raise ConfigError(f"fafnet fusion must be 'acfm', 'sagate' or 'sum', got {fusion!r}")
@@ -378,7 +408,14 @@ def fafnet(
         )
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
-    net = _two_stream(backbone, depth_channels, pretrained, output_stride, multi_grid, backbone_kwargs)
+    kwargs = dict(backbone_kwargs or {})
+    if deep_stem:
+        if kwargs.get("deep_stem") is False:
+            raise ConfigError("deep_stem=True contradicts backbone_kwargs={'deep_stem': False}; set one of them")
+        kwargs["deep_stem"] = True
+    net = _two_stream(
+        backbone, depth_channels, pretrained, output_stride, multi_grid, kwargs, share_downsample=share_downsample
+    )
     fusions: list[nn.Module] = []
     for c in net.out_channels:
         if fusion == "acfm":
@@ -405,6 +442,7 @@ def fafnet(
         pool_scales=pool_scales,
         fam=decoder_fam,
         align_corners=align_corners,
+        layout=head_layout,
     )
     mean, std = _depth_norm(depth_channels, depth_mean, depth_std)
     return FAFNet(
@@ -416,6 +454,69 @@ def fafnet(
         depth_scale=depth_scale,
         depth_mean=mean,
         depth_std=std,
+    )
+
+
+#: The keywords that make :func:`fafnet` the official code's network (see :func:`fafnet_official`).
+OFFICIAL_FAFNET_KWARGS: dict[str, Any] = {
+    "fusion": "acfm",
+    "acfm": True,
+    "fuse_fam": True,
+    "decoder_fam": True,
+    "acfm_mode": "fafnet",
+    "fam_directions": "depth_to_rgb",
+    "fuse_fam_reduction": None,
+    "align_corners": False,
+    "stream_update": "average",
+    "pool_scales": (1, 2, 3, 6),
+    "deep_stem": True,
+    "share_downsample": True,
+    "head_layout": "fafnet",
+}
+
+
+@register_model
+def fafnet_official(
+    *,
+    num_classes: int = 40,
+    backbone: Literal["resnet50", "resnet101"] = "resnet101",
+    depth_channels: Literal[1, 3] = 3,
+    output_stride: Literal[8, 16, 32] = 16,
+    multi_grid: Sequence[int] | None = None,
+    decoder_channels: int | None = None,
+    depth_scale: float = 10.0,
+    depth_mean: Sequence[float] | None = None,
+    depth_std: Sequence[float] | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> FAFNet:
+    """FAFNet as the official code builds it (``GetFAFNet_D`` in ``models/fafnet_alignD.py`` @ b9ec9fc).
+
+    :func:`fafnet` with :data:`OFFICIAL_FAFNET_KWARGS`: ResNet v1c deep stems (``resnet101_v1c``), the streams
+    sharing each stage's ``downsample`` module, the official fusion block (``RGBDAlignModule``: ACFM as the code
+    computes it, one depth-to-RGB warp with an unreduced flow conv, ``align_corners=False``, averaged stream
+    updates), the official head layout (:class:`~freqdense.models.decoders.uper_align.UPerAlignHead`
+    ``layout="fafnet"``) and HHA *not* normalised (mean 0, std 1: the official ``ExtNormalize`` touches only RGB).
+    Layer4 dilations 2/4/8 at output stride 16, as the official ``_nostride_dilate``. Differences from the paper
+    text: docs/models/fafnet.md. No ``pretrained``: torchvision files do not fit the deep stem; load an official
+    checkpoint with :func:`freqdense.models.convert.fafnet.fafnet_official_to_freqdense`.
+
+    Args: as :func:`fafnet` (``depth_mean``/``depth_std`` default to 0/1 for HHA too).
+    """
+    mean = depth_mean if depth_mean is not None else OFFICIAL_HHA_MEAN
+    std = depth_std if depth_std is not None else OFFICIAL_HHA_STD
+    return fafnet(
+        num_classes=num_classes,
+        backbone=backbone,
+        depth_channels=depth_channels,
+        pretrained=None,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        decoder_channels=decoder_channels,
+        depth_scale=depth_scale,
+        depth_mean=mean,
+        depth_std=std,
+        backbone_kwargs=backbone_kwargs,
+        **OFFICIAL_FAFNET_KWARGS,
     )
 
 

@@ -135,6 +135,10 @@ class ResNet(nn.Module):
         base_width: stem channels; stage ``i`` has ``base_width * 2**(i-1)`` planes (64 = torchvision widths).
         in_channels: input channels (3 for RGB; 1 for depth, 6 for stacked frames, ...).
         norm_layer: normalisation layer factory called with the channel count.
+        deep_stem: the "v1c" stem (Bag of Tricks, He et al. CVPR 2019; the ``resnet101_v1c`` of SA-Gate and the
+            official FAFNet code): ``conv1`` = 3x3/2 (``base_width``) - BN - ReLU - 3x3 (``base_width``) - BN - ReLU
+            - 3x3 (``2 base_width``), keys ``conv1.0/.1/.3/.4/.6``, then ``bn1`` (``2 base_width``), ReLU and the
+            max-pool; layer1 takes ``2 base_width`` channels (128). torchvision ImageNet files do not fit it.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class ResNet(nn.Module):
         base_width: int = 64,
         in_channels: int = 3,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        deep_stem: bool = False,
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -165,19 +170,32 @@ class ResNet(nn.Module):
         self.in_channels = int(in_channels)
         self.out_indices = out_indices
         self.output_stride = output_stride
-        self.first_conv = "conv1.weight"
+        self.deep_stem = bool(deep_stem)
+        self.first_conv = "conv1.0.weight" if self.deep_stem else "conv1.weight"
         last = max(out_indices)
 
-        self.conv1 = nn.Conv2d(in_channels, base_width, 7, stride=2, padding=3, bias=False)
-        self.bn1 = norm_layer(base_width)
+        stem_out = 2 * base_width if self.deep_stem else base_width
+        if self.deep_stem:
+            self.conv1: nn.Module = nn.Sequential(
+                _conv3x3(in_channels, base_width, 2),
+                norm_layer(base_width),
+                nn.ReLU(inplace=True),
+                _conv3x3(base_width, base_width),
+                norm_layer(base_width),
+                nn.ReLU(inplace=True),
+                _conv3x3(base_width, stem_out),
+            )
+        else:
+            self.conv1 = nn.Conv2d(in_channels, base_width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm_layer(stem_out)
         self.relu = nn.ReLU(inplace=True)
-        channels = [base_width]
+        channels = [stem_out]
         strides = [2]
         if last >= 1:
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         # torchvision's replace_stride_with_dilation for layer2..4
         dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}[output_stride]
-        inplanes, dilation, stride_now = base_width, 1, 4
+        inplanes, dilation, stride_now = stem_out, 1, 4
         for i in range(1, last + 1):
             planes = base_width * 2 ** (i - 1)
             stride = 1 if i == 1 else 2
@@ -231,6 +249,11 @@ def _build(
     **kwargs: object,
 ) -> ResNet:
     model = ResNet(block, layers, **kwargs)  # type: ignore[arg-type]
+    if pretrained is not None and model.deep_stem:
+        raise ConfigError(
+            f"pretrained={pretrained!r} with deep_stem=True: torchvision ImageNet files have the 7x7 stem; build "
+            "without pretrained and load a v1c (deep stem) state dict yourself, or use deep_stem=False"
+        )
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model
@@ -245,6 +268,7 @@ def resnet18(
     base_width: int = 64,
     in_channels: int = 3,
     norm_layer: NormLayer = nn.BatchNorm2d,
+    deep_stem: bool = False,
 ) -> ResNet:
     """ResNet-18 (BasicBlock, 2-2-2-2). ``pretrained`` is a local torchvision-format file, never downloaded."""
     return _build(
@@ -256,6 +280,7 @@ def resnet18(
         base_width=base_width,
         in_channels=in_channels,
         norm_layer=norm_layer,
+        deep_stem=deep_stem,
     )
 
 
@@ -268,6 +293,7 @@ def resnet34(
     base_width: int = 64,
     in_channels: int = 3,
     norm_layer: NormLayer = nn.BatchNorm2d,
+    deep_stem: bool = False,
 ) -> ResNet:
     """ResNet-34 (BasicBlock, 3-4-6-3). ``pretrained`` is a local torchvision-format file, never downloaded."""
     return _build(
@@ -279,6 +305,7 @@ def resnet34(
         base_width=base_width,
         in_channels=in_channels,
         norm_layer=norm_layer,
+        deep_stem=deep_stem,
     )
 
 
@@ -291,6 +318,7 @@ def resnet50(
     base_width: int = 64,
     in_channels: int = 3,
     norm_layer: NormLayer = nn.BatchNorm2d,
+    deep_stem: bool = False,
 ) -> ResNet:
     """ResNet-50 (Bottleneck, 3-4-6-3). ``pretrained`` is a local torchvision-format file, never downloaded."""
     return _build(
@@ -302,6 +330,7 @@ def resnet50(
         base_width=base_width,
         in_channels=in_channels,
         norm_layer=norm_layer,
+        deep_stem=deep_stem,
     )
 
 
@@ -314,6 +343,7 @@ def resnet101(
     base_width: int = 64,
     in_channels: int = 3,
     norm_layer: NormLayer = nn.BatchNorm2d,
+    deep_stem: bool = False,
 ) -> ResNet:
     """ResNet-101 (Bottleneck, 3-4-23-3). ``pretrained`` is a local torchvision-format file, never downloaded."""
     return _build(
@@ -325,4 +355,5 @@ def resnet101(
         base_width=base_width,
         in_channels=in_channels,
         norm_layer=norm_layer,
+        deep_stem=deep_stem,
     )

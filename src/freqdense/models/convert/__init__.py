@@ -8,7 +8,8 @@ Formats (``FORMATS``):
 
 - ``mtl-pytorch``: Multi-Task-Learning-PyTorch MTI-Net, PAD-Net, multi-task and single-task HRNet baselines;
 - ``monodepth2``: a Monodepth2 / Freq-aware depth weights folder (``encoder.pth``, ``depth.pth``, pose files);
-- ``deeplab-jfzhang95``: pytorch-deeplab-xception's DeepLab v3+ with a ResNet backbone (``.pth.tar``).
+- ``deeplab-jfzhang95``: pytorch-deeplab-xception's DeepLab v3+ with a ResNet backbone (``.pth.tar``);
+- ``fafnet``: the official FAFNet code's network (``GetFAFNet_D``) -> ``fafnet_official``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from ...errors import CheckpointError, UnknownNameError
 from ._common import Conversion, check_state_dict, complete_state_dict, read_checkpoint_file, unwrap_state_dict
 from .deeplab_jfzhang95 import convert_deeplab_jfzhang95
+from .fafnet import convert_fafnet
 from .monodepth2 import convert_monodepth2
 from .mtl_pytorch import convert_mtl_pytorch
 
@@ -37,6 +39,11 @@ def _mtl(source: Path, options: dict[str, Any]) -> Conversion:
 def _deeplab(source: Path, options: dict[str, Any]) -> Conversion:
     state = unwrap_state_dict(read_checkpoint_file(source), str(source))
     return convert_deeplab_jfzhang95(state, options)
+
+
+def _fafnet(source: Path, options: dict[str, Any]) -> Conversion:
+    state = unwrap_state_dict(read_checkpoint_file(source), str(source))
+    return convert_fafnet(state, options)
 
 
 def _monodepth2(source: Path, options: dict[str, Any]) -> Conversion:
@@ -63,6 +70,7 @@ FORMATS: dict[str, tuple[Callable[[Path, dict[str, Any]], Conversion], str]] = {
     "mtl-pytorch": (_mtl, "best_model.pth.tar / checkpoint.pth.tar of Multi-Task-Learning-PyTorch"),
     "monodepth2": (_monodepth2, "a Monodepth2 / Freq-aware depth weights folder (encoder.pth, depth.pth, ...)"),
     "deeplab-jfzhang95": (_deeplab, "model_best.pth.tar of pytorch-deeplab-xception (ResNet backbone)"),
+    "fafnet": (_fafnet, "a checkpoint of the official FAFNet code (GetFAFNet_D, models/fafnet_alignD.py)"),
 }
 
 

@@ -16,12 +16,18 @@ finest first:
 
 Differences from SFNet (weights are not interchangeable): the 1x1 laterals have no bias before their BN; the PPM
 bottleneck is a 3x3 conv-BN-ReLU without dropout.
+
+``layout="fafnet"`` builds the head of the official FAFNet code instead (``UperNetAlignHead`` in
+``models/fafnet_alignD.py``; 7,698,728 parameters for ResNet-101 levels, 40 classes): pyramid-pooling branches
+conv-BN *without* ReLU, concatenated *before* ``C_n``, a 1x1 (not 3x3) bottleneck conv-BN-ReLU followed by
+``Dropout2d(0.1)``, and 1x1 laterals *with* a bias. Its module indices equal the official ones (``ppm.stages.i.1``
+conv, ``.2`` BN; ``ppm.bottleneck.0/.1``; ``lateral.i.0/.1``), see :mod:`freqdense.models.convert.fafnet`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -31,7 +37,11 @@ from ...errors import ConfigError, ShapeError
 from ...nn.flow_align import FlowAlignment, flow_warp
 from ._fusion import ConvBNReLU
 
-__all__ = ["PyramidPooling", "UPerAlignHead", "UPerAlignOutput"]
+__all__ = ["HEAD_LAYOUTS", "PyramidPooling", "UPerAlignHead", "UPerAlignOutput"]
+
+HeadLayout = Literal["freqdense", "fafnet"]
+#: ``"freqdense"``: SFNet's head as described above; ``"fafnet"``: the official FAFNet code's variant.
+HEAD_LAYOUTS = ("freqdense", "fafnet")
 
 
 class UPerAlignOutput(NamedTuple):
@@ -53,21 +63,55 @@ class PyramidPooling(nn.Module):
     """PSPNet pyramid pooling (Zhao et al. 2017) as UPerNet's top level: ``(B, C_in, h, w) -> (B, channels, h, w)``.
 
     The 1x1 branch has BatchNorm on a 1x1 map, so training needs a batch of at least 2.
+
+    ``layout="freqdense"``: branches pool - 1x1 conv-BN-ReLU, ``cat([x, branches])``, 3x3 conv-BN-ReLU.
+    ``layout="fafnet"`` (official FAFNet ``PSPModule``): branches pool - 1x1 conv - BN (no ReLU),
+    ``cat([branches, x])``, 1x1 conv-BN-ReLU, ``Dropout2d(0.1)``.
     """
 
-    def __init__(self, in_channels: int, channels: int, pool_scales: Sequence[int] = (1, 2, 3, 6)) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        *,
+        layout: HeadLayout = "freqdense",
+    ) -> None:
         super().__init__()
         self.pool_scales = tuple(int(s) for s in pool_scales)
         if not self.pool_scales or min(self.pool_scales) < 1:
             raise ConfigError(f"pool_scales must be positive sizes, got {tuple(pool_scales)!r}")
-        self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvBNReLU(in_channels, channels, 1)) for s in self.pool_scales
-        )
-        self.bottleneck = ConvBNReLU(in_channels + len(self.pool_scales) * channels, channels, 3)
+        if layout not in HEAD_LAYOUTS:
+            raise ConfigError(f"PyramidPooling layout must be one of {HEAD_LAYOUTS}, got {layout!r}")
+        self.layout = layout
+        concat = in_channels + len(self.pool_scales) * channels
+        if layout == "fafnet":
+            self.stages = nn.ModuleList(
+                nn.Sequential(
+                    nn.AdaptiveAvgPool2d(s), nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+                )
+                for s in self.pool_scales
+            )
+            self.bottleneck: nn.Sequential = nn.Sequential(
+                nn.Conv2d(concat, channels, 1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+                nn.Dropout2d(0.1),
+            )
+        else:
+            self.stages = nn.ModuleList(
+                nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvBNReLU(in_channels, channels, 1)) for s in self.pool_scales
+            )
+            self.bottleneck = ConvBNReLU(concat, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        return self.bottleneck(torch.cat([x, *(_resize(stage(x), size) for stage in self.stages)], dim=1))
+        branches = [_resize(stage(x), size) for stage in self.stages]
+        parts = [*branches, x] if self.layout == "fafnet" else [x, *branches]
+        return self.bottleneck(torch.cat(parts, dim=1))
+
+    def extra_repr(self) -> str:
+        return f"pool_scales={self.pool_scales}, layout={self.layout!r}"
 
 
 class UPerAlignHead(nn.Module):
@@ -81,6 +125,8 @@ class UPerAlignHead(nn.Module):
         fam: FAM alignment in the top-down path; ``False`` = bilinear upsampling (plain UPerNet).
         align_corners: FAM warp convention (``True`` SFNet; ``False`` official FAFNet code).
         fam_reduction: FAM 1x1 reductions to ``channels // fam_reduction`` (SFNet: 2).
+        layout: ``"freqdense"`` (default, as above) or ``"fafnet"``: the official FAFNet code's head (pyramid
+            pooling as :class:`PyramidPooling` ``layout="fafnet"``, laterals with a conv bias).
 
     ``forward(features)`` returns :class:`UPerAlignOutput`. Feature sizes may be equal between neighbours (a
     dilated backbone): the FAM is then a same-size warp.
@@ -96,8 +142,12 @@ class UPerAlignHead(nn.Module):
         fam: bool = True,
         align_corners: bool = True,
         fam_reduction: int = 2,
+        layout: HeadLayout = "freqdense",
     ) -> None:
         super().__init__()
+        if layout not in HEAD_LAYOUTS:
+            raise ConfigError(f"UPerAlignHead layout must be one of {HEAD_LAYOUTS}, got {layout!r}")
+        self.layout = layout
         self.in_channels = tuple(int(c) for c in in_channels)
         if len(self.in_channels) < 2 or min(self.in_channels) < 1:
             raise ConfigError(f"UPerAlignHead needs >= 2 levels with positive channels, got {tuple(in_channels)!r}")
@@ -108,8 +158,14 @@ class UPerAlignHead(nn.Module):
             )
         c = self.channels = int(channels)
         self.align_corners = bool(align_corners)
-        self.ppm = PyramidPooling(self.in_channels[-1], c, pool_scales)
-        self.lateral = nn.ModuleList(ConvBNReLU(ci, c, 1) for ci in self.in_channels[:-1])
+        self.ppm = PyramidPooling(self.in_channels[-1], c, pool_scales, layout=layout)
+        if layout == "fafnet":
+            self.lateral = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(ci, c, 1), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+                for ci in self.in_channels[:-1]
+            )
+        else:
+            self.lateral = nn.ModuleList(ConvBNReLU(ci, c, 1) for ci in self.in_channels[:-1])
         self.output = nn.ModuleList(ConvBNReLU(c, c, 3) for _ in self.in_channels[:-1])
         self.fams = nn.ModuleList(
             FlowAlignment(c, c // int(fam_reduction), align_corners=self.align_corners)
@@ -144,4 +200,4 @@ class UPerAlignHead(nn.Module):
         return UPerAlignOutput(logits, tuple(reversed(flows)))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, fam={self.fam}, align_corners={self.align_corners}"
+        return f"channels={self.channels}, fam={self.fam}, align_corners={self.align_corners}, layout={self.layout!r}"
