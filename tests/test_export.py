@@ -89,7 +89,7 @@ def test_dynamic_export_matches_onnxruntime_at_other_sizes(ort, tmp_path):
     assert report.dynamic_hw and report.fallback_reason is None
     assert report.input_shape == ("batch", 3, "height", "width")
     assert report.output_names == ("semantic", "depth")  # the aux output is dropped
-    assert len(set(report.checked_sizes)) == 2 and (32, 48) in report.checked_sizes
+    assert report.checked_sizes == ((32, 48), (64, 112), (49, 77))  # traced, +32/+64, odd +17/+29
     assert all(0 <= d <= 1e-4 for d in report.max_abs_diff.values())
     assert model.training and torch.equal(model.stem[1].running_mean, bn_before)  # mode restored, stats untouched
 
@@ -216,3 +216,40 @@ def test_export_logs_a_heartbeat_while_torch_onnx_export_runs(ort, tmp_path, cap
     assert any(m.startswith("still exporting TinyDense to ONNX (dynamic H/W)... ") for m in messages)
     assert any(m.startswith("checking the ONNX graph against PyTorch with ONNX Runtime") for m in messages)
     assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat")]  # every heartbeat stopped
+
+
+class TinyFreqFusion(nn.Module):
+    """Two stride-2 convs and one FreqFusion step: the smallest model with the FreqFusion export path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from freqdense.nn.freq_fusion import FreqFusion
+
+        self.fine = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.coarse = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.fusion = FreqFusion(8, 8, compressed_channels=8)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        fine = self.fine(image)
+        _, hr, lr = self.fusion(fine, self.coarse(fine))
+        return {"semantic": self.head(hr + lr)}
+
+
+@pytest.mark.export
+@pytest.mark.slow
+def test_freqfusion_graph_runs_at_odd_sizes(ort, tmp_path):
+    # Issue 18: the dynamic graph once assumed H, W divisible by 4 here (a size test in FreqFusion traced into a
+    # guard) and failed in ONNX Runtime with "Reshape ... requested shape {1,1,25,13,2,19,2}" at 400x600-like sizes.
+    torch.manual_seed(0)
+    model = TinyFreqFusion().eval()
+    report = export_onnx(model, tmp_path / "ff.onnx", height=32, width=32)
+    assert report.dynamic_hw and report.fallback_reason is None
+    assert report.checked_sizes == ((32, 32), (64, 96), (49, 61))  # the built-in check includes the odd size
+    for size in [(50, 75), (37, 29)]:  # sizes the export never saw, odd at several levels
+        image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(size[0]))
+        got = torch.from_numpy(_run_onnx(ort, tmp_path / "ff.onnx", image)["semantic"])
+        with torch.no_grad():
+            expected = model(image)["semantic"]
+        assert got.shape == expected.shape == (1, 2, (size[0] + 1) // 2, (size[1] + 1) // 2)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)  # float32 kernels, softmax: ~1e-7 measured

@@ -56,6 +56,14 @@ _OUTPUT_MEANING = {
 }
 
 
+#: The opset torch.onnx's exporter translates to; other opsets go through the ONNX version converter.
+NATIVE_OPSET = 18
+
+
+class OpsetNotWritten(ConfigError):
+    """torch.onnx wrote another opset than ``--opset`` asked for (the version converter could not lower the graph)."""
+
+
 class ExportError(FreqdenseError, RuntimeError):
     """The model could not be exported, or the exported graph does not reproduce it."""
 
@@ -186,6 +194,9 @@ def export_onnx(
     redone with static H/W = (height, width) and a warning is logged (see ``ExportReport.fallback_reason``).
     Ops whose translation bakes in the traced size (e.g. ``AdaptiveAvgPool2d`` to a fixed grid other than
     1x1) export without error but are only right at the traced size; the second-size check is what catches them.
+    A third, odd size (``height + 17, width + 29``) is checked too when the PyTorch model accepts it: a graph
+    that silently assumes sizes divisible by the network stride (a shape test traced into a guard) fails there,
+    and is likewise re-exported with static H/W. Models that refuse that size in PyTorch skip it (logged).
 
     The check feeds seeded uniform [0, 1] images (depth inputs: uniform 0.5-5 m) to ONNX Runtime (CPU) and to the
     model and requires
@@ -228,6 +239,12 @@ def export_onnx(
     input_names = [name for name, _ in specs]
     if height < 1 or width < 1:
         raise ConfigError(f"export size must be positive, got height={height}, width={width}")
+    newest = int(onnx.defs.onnx_opset_version())
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 1 <= opset <= newest:
+        raise ConfigError(
+            f"--opset {opset!r} is not an ONNX opset this onnx {onnx.__version__} knows: give 1..{newest} "
+            f"(torch.onnx writes opset {NATIVE_OPSET} natively and converts to others where it can)"
+        )
     if path.suffix.lower() != ".onnx":
         log.warning("ONNX file %s does not end in .onnx", path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +254,7 @@ def export_onnx(
     try:
         device = _module_device(model)
         gen = torch.Generator().manual_seed(seed)
-        sizes = [(height, width)] + ([(height + 32, width + 64)] if dynamic_hw else [])
+        sizes = [(height, width)] + ([(height + 32, width + 64), (height + 17, width + 29)] if dynamic_hw else [])
         examples = [_random_inputs(specs, 2 if i == 0 else 1, h, w, gen) for i, (h, w) in enumerate(sizes)]
         with torch.no_grad(), heartbeat(f"running the PyTorch model at {height}x{width} (reference outputs)"):
             first = _run_model(model, _to(examples[0], device), where=f"{height}x{width}")
@@ -247,7 +264,7 @@ def export_onnx(
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             with _quiet_exporter():
-                dynamic, diffs, fallback = _export_with_fallback(
+                dynamic, diffs, fallback, n_checked = _export_with_fallback(
                     onnx,
                     ort,
                     wrapper,
@@ -270,7 +287,7 @@ def export_onnx(
     finally:
         model.train(was_training)
 
-    checked = tuple(sizes if dynamic else sizes[:1]) if check else ()
+    checked = tuple(sizes[:n_checked])
     report = ExportReport(
         path=path,
         sidecar_path=sidecar_path_for(path),
@@ -304,7 +321,13 @@ def _require_export_deps() -> tuple[Any, Any]:
 
 
 #: Loggers of the exporter stack that narrate every pass at INFO (and warn that torchvision is absent).
-_NOISY_LOGGERS = {"onnx_ir": logging.WARNING, "onnxscript": logging.WARNING, "torch.onnx": logging.ERROR}
+_NOISY_LOGGERS = {
+    "onnx_ir": logging.WARNING,
+    "onnxscript": logging.WARNING,
+    "torch.onnx": logging.ERROR,
+    # A failed opset conversion logs its traceback; export_onnx reports it as OpsetNotWritten instead.
+    "onnxscript.version_converter": logging.CRITICAL,
+}
 
 
 @contextmanager
@@ -395,11 +418,12 @@ def _export_with_fallback(
     rtol: float,
     device: torch.device,
 ) -> tuple[bool, dict[str, float], str | None]:
-    """Export to ``tmp`` (dynamic H/W first when asked) and check; returns (dynamic, diffs, fallback reason).
+    """Export to ``tmp`` (dynamic H/W first when asked) and check.
 
-    Dynamic H/W is abandoned for static when the dynamic export fails, ONNX Runtime cannot load or run the
-    dynamic graph, or the graph is wrong at the second size. A numerical mismatch at the traced size is raised
-    at once: the static graph comes from the same translation.
+    Returns (dynamic, diffs, fallback reason, number of leading ``inputs`` checked). Dynamic H/W is abandoned for
+    static when the dynamic export fails, ONNX Runtime cannot load or run the dynamic graph, or the graph is wrong
+    at a further size. A numerical mismatch at the traced size is raised at once: the static graph comes from the
+    same translation. The optional odd size (``inputs[2]``) is skipped when the PyTorch model refuses it.
     """
     reference = [first[n].detach().cpu().numpy() for n in names]
     fallback = None
@@ -407,24 +431,34 @@ def _export_with_fallback(
         try:
             _export_to(onnx, wrapper, tmp, _to(inputs[0], device), input_names, names, opset, dynamic_hw=True)
             if not check:
-                return True, {}, None
+                return True, {}, None, 0
             session = _session(ort, tmp)
             diffs = _compare(session, inputs[0], input_names, reference, names, atol, rtol)
-            try:
-                with torch.no_grad(), heartbeat("running the PyTorch model at the second check size"):
-                    out2 = _run_model(wrapper.model, _to(inputs[1], device), where="the second check size")
-            except Exception as err:  # noqa: BLE001  (the model may accept only some sizes)
-                shape2 = tuple(inputs[1][0].shape)
-                raise _Unverifiable(f"the PyTorch model fails on {shape2}: {type(err).__name__}: {err}") from err
-            ref2 = [out2[n].detach().cpu().numpy() for n in names]
-            diffs2 = _compare(session, inputs[1], input_names, ref2, names, atol, rtol)
+            n_checked = 1
+            for index, extra in enumerate(inputs[1:], start=1):
+                shape = tuple(extra[0].shape)
+                try:
+                    with torch.no_grad(), heartbeat(f"running the PyTorch model at check size {shape[-2:]}"):
+                        out = _run_model(wrapper.model, _to(extra, device), where=f"check size {shape[-2:]}")
+                except Exception as err:  # noqa: BLE001  (the model may accept only some sizes)
+                    if index >= 2:  # the odd size is optional: many models need multiples of their stride
+                        log.info("skipping the ONNX check at %s: the PyTorch model refuses it (%s)", shape, err)
+                        break
+                    raise _Unverifiable(f"the PyTorch model fails on {shape}: {type(err).__name__}: {err}") from err
+                ref = [out[n].detach().cpu().numpy() for n in names]
+                more = _compare(session, extra, input_names, ref, names, atol, rtol)
+                diffs = {n: max(diffs[n], more[n]) for n in names}
+                n_checked += 1
         except _ParityMismatch as err:
             if err.image_shape == tuple(inputs[0][0].shape):
                 raise ExportError(str(err)) from None
             fallback = (
                 "the dynamic-H/W graph is wrong at a second size (typically an op whose ONNX form bakes in the "
-                f"traced size, e.g. AdaptiveAvgPool2d to a fixed grid): {err}"
+                "traced size, e.g. AdaptiveAvgPool2d to a fixed grid, or a size test traced as a guard that "
+                f"assumes H, W divisible by the stride): {err}"
             )
+        except OpsetNotWritten:
+            raise
         except _OrtFailure as err:
             fallback = f"ONNX Runtime rejects the dynamic-H/W graph: {err}"
         except _Unverifiable as err:
@@ -432,12 +466,14 @@ def _export_with_fallback(
         except Exception as err:  # noqa: BLE001  (torch.export/ONNX conversion raise many unrelated types)
             fallback = f"dynamic H/W export failed: {type(err).__name__}: {_first_line(err)}"
         else:
-            return True, {n: max(diffs[n], diffs2[n]) for n in names}, None
+            return True, diffs, None, n_checked
         h, w = inputs[0][0].shape[-2:]
         log.warning("%s; exporting with static H/W = %dx%d instead (batch stays dynamic)", fallback, h, w)
 
     try:
         _export_to(onnx, wrapper, tmp, _to(inputs[0], device), input_names, names, opset, dynamic_hw=False)
+    except OpsetNotWritten:
+        raise
     except Exception as err:  # noqa: BLE001
         raise ExportError(
             f"ONNX export of {type(wrapper.model).__name__} failed: {type(err).__name__}: {_first_line(err)}. "
@@ -445,12 +481,12 @@ def _export_with_fallback(
             "Python control flow); replace them or export a model without them"
         ) from err
     if not check:
-        return False, {}, fallback
+        return False, {}, fallback, 0
     try:
         diffs = _compare(_session(ort, tmp), inputs[0], input_names, reference, names, atol, rtol)
     except (_ParityMismatch, _OrtFailure) as err:
         raise ExportError(str(err)) from None
-    return False, diffs, fallback
+    return False, diffs, fallback, 1
 
 
 def _export_to(
@@ -483,6 +519,14 @@ def _export_to(
             verbose=False,
         )
         proto = program.model_proto
+        written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        if written != opset:
+            # torch.onnx falls back to its own opset when the ONNX version converter cannot lower the graph.
+            raise OpsetNotWritten(
+                f"--opset {opset}: torch.onnx {torch.__version__} wrote opset {written} instead (the ONNX version "
+                f"converter cannot convert {type(wrapper.model).__name__} to opset {opset}); nothing was written. "
+                f"Use --opset {NATIVE_OPSET} (the exporter's own) or another opset it can convert to"
+            )
         _name_dynamic_dims(proto)
         onnx.save_model(proto, str(tmp))
 

@@ -46,7 +46,14 @@ def test_similarity_cli_writes_json_and_plots(run_dir, tmp_path, capsys):
     assert main(["analyze", "similarity", str(run_dir), "--num", "2", "--out", str(out)]) == 0
     assert "margin" in capsys.readouterr().out
     data = json.loads((out / "similarity.json").read_text())
-    sim = data["similarity"]
+    # default: the official feat_tool definition first, ours second (both always computed)
+    official, sim = data["similarity"], data["similarity_other"]
+    assert official["definition"] == "official" and official["edge_k"] == 5 and official["upsample"] == "bilinear"
+    assert official["num_images"] == 2 and 0.0 <= official["accuracy"] <= 1.0
+    assert (
+        -1.0 <= official["intra"] <= 1.0 and abs(official["margin"] - (official["intra"] - official["inter"])) < 1e-12
+    )
+    assert sim["definition"] == "per-image"
     assert -1.0 <= sim["inter"] <= 1.0 and -1.0 <= sim["intra"] <= 1.0
     assert abs(sim["margin"] - (sim["intra"] - sim["inter"])) < 1e-6  # float32 per image
     # one response per FreqFusion module (three top-down steps); normalised non-negative kernels: |H(0)| = 1 >= |H|
@@ -58,6 +65,16 @@ def test_similarity_cli_writes_json_and_plots(run_dir, tmp_path, capsys):
     assert set(data["encoder_response"]) == set(responses)
     for name in ("intrasim_maps.png", "lowpass_response.png", "encoder_response.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_per_image_definition_is_stored_first_when_asked(run_dir, tmp_path, capsys):
+    out = tmp_path / "sim"
+    args = ["analyze", "similarity", str(run_dir), "--num", "2", "--out", str(out), "--definition", "per-image"]
+    assert main([*args, "--edge-k", "0", "--upsample", "nearest"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("per-image") < printed.index("official (feat_tool, edge_k=0, nearest)")
+    data = json.loads((out / "similarity.json").read_text())
+    assert data["similarity"]["definition"] == "per-image" and data["similarity_other"]["edge_k"] == 0
 
 
 def test_unknown_layer_is_a_clear_error(run_dir, caplog):

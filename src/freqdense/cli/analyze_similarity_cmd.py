@@ -59,14 +59,19 @@ def compute_feature_similarity(
     label_method: str = "mode",
     n_fft: int = 32,
     keep_maps: int = 4,
+    edge_k: int = 5,
+    upsample: str = "bilinear",
 ) -> dict[str, Any]:
     """Similarity statistics of ``model.<layer>``'s output and FreqFusion kernel spectra over ``dataset``.
 
     Returns:
-        ``{"similarity": {intra, inter, margin, ...}, "lowpass_response": {module name: KernelResponse},
+        ``{"similarity": the official tool's statistics (intra, inter, margin, accuracy, ...; see
+        :mod:`freqdense.analysis.official_similarity`), "similarity_per_image": our per-image definition
+        (:mod:`freqdense.analysis.feature_similarity`), "lowpass_response": {module name: KernelResponse},
         "encoder_response": {...}, "maps": (N, h, w), "images": (N, 3, H, W)}``.
     """
     from ..analysis.feature_similarity import SimilarityAccumulator, encoder_kernel_response, lowpass_frequency_response
+    from ..analysis.official_similarity import OfficialSimilarityAccumulator
     from .analyze_cmd import _iter_batches, _labels_of
 
     try:
@@ -93,6 +98,7 @@ def compute_feature_similarity(
     handles = [target.register_forward_hook(grab_feature)]
     handles += [m.register_forward_hook(grab_mask(n)) for n, m in fusion_modules.items()]
     acc = SimilarityAccumulator(num_classes, ignore_index=ignore_index, label_method=label_method)
+    official = OfficialSimilarityAccumulator(num_classes, edge_k=edge_k, upsample=upsample, ignore_index=ignore_index)
     maps, images = [], []
     model.eval()
     try:
@@ -102,7 +108,9 @@ def compute_feature_similarity(
             feature = captured.get("feature")
             if not isinstance(feature, torch.Tensor) or feature.dim() != 4:
                 raise ShapeError(f"layer {layer!r} must output a (B, C, h, w) tensor, got {type(feature).__name__}")
-            out = acc.update(feature, _labels_of(batch).to(feature.device))
+            labels = _labels_of(batch).to(feature.device)
+            out = acc.update(feature, labels)
+            official.update(feature, labels)
             if len(maps) < keep_maps:
                 maps.extend(out.intra_map[: keep_maps - len(maps)].cpu())
                 images.extend(batch["image"][: keep_maps - len(images)])
@@ -116,7 +124,8 @@ def compute_feature_similarity(
     }
     return {
         "layer": layer,
-        "similarity": acc.compute(),
+        "similarity": official.compute(),
+        "similarity_per_image": {"definition": "per-image", "label_method": label_method, **acc.compute()},
         "lowpass_response": {n: _finish_response(r) for n, r in responses.items() if r is not None},
         "encoder_response": enc,
         "maps": torch.stack(maps) if maps else None,
@@ -132,7 +141,20 @@ def register(analyses: argparse._SubParsersAction) -> None:
     )
     _add_run_arguments(p)
     p.add_argument("--layer", default="decoder", help="dotted submodule whose output is analysed (default decoder)")
-    p.add_argument("--label-method", default="mode", choices=["mode", "nearest"], help="label resizing to features")
+    p.add_argument(
+        "--definition",
+        default="official",
+        choices=["official", "per-image"],
+        help="which definition is printed first and stored under 'similarity' (both are always computed): the "
+        "FreqFusion authors' feat_tool protocol (default) or our per-image one",
+    )
+    p.add_argument("--edge-k", type=int, default=5, help="official definition: boundary band width (0 = all pixels)")
+    p.add_argument(
+        "--upsample", default="bilinear", choices=["bilinear", "nearest"], help="official: feature upsampling"
+    )
+    p.add_argument(
+        "--label-method", default="mode", choices=["mode", "nearest"], help="per-image: label resizing to features"
+    )
     p.add_argument("--n-fft", type=int, default=32, help="FFT size for the kernel responses")
     p.add_argument("--out", type=Path, default=None, help=_default_out_help("similarity"))
     p.set_defaults(func=_run)
@@ -158,12 +180,26 @@ def _run(args: argparse.Namespace) -> int:
         ignore_index=cfg.task.ignore_index,
         label_method=args.label_method,
         n_fft=args.n_fft,
+        edge_k=args.edge_k,
+        upsample=args.upsample,
     )
-    sim = result["similarity"]
-    sys.stdout.write(
-        f"layer {args.layer}: intra {sim['intra']:.4f}  inter {sim['inter']:.4f}  margin {sim['margin']:.4f}  "
-        f"({int(sim['num_images_intra'])} images)\n"
-    )
+    sim, ours = result["similarity"], result["similarity_per_image"]
+    if args.definition == "per-image":  # the chosen definition is the one stored under "similarity"
+        sim, ours = ours, sim
+        result["similarity"], result["similarity_per_image"] = sim, ours
+    official = sim if sim["definition"] == "official" else ours
+    per_image = ours if sim["definition"] == "official" else sim
+    lines = {
+        "official": f"official (feat_tool, edge_k={official['edge_k']}, {official['upsample']}): intra "
+        f"{official['intra']:.4f}  inter {official['inter']:.4f}  margin {official['margin']:.4f}  nearest-centre "
+        f"accuracy {official['accuracy']:.4f}  ({official['num_images']} images)",
+        "per-image": f"per-image (labels resized by {per_image['label_method']}): intra {per_image['intra']:.4f}  "
+        f"inter {per_image['inter']:.4f}  margin {per_image['margin']:.4f}  ({int(per_image['num_images_intra'])} "
+        "images)",
+    }
+    sys.stdout.write(f"layer {args.layer}:\n")
+    for key in (sim["definition"], ours["definition"]):
+        sys.stdout.write(f"  {lines[key]}\n")
     for name, r in result["lowpass_response"].items():
         lo, hi = float(r.radial[0]), float(r.radial[-1])
         sys.stdout.write(f"{name}: low-pass kernels, mean |H| at 0: {lo:.3f}, at 0.5 cycles/px: {hi:.3f}\n")
@@ -176,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
                 "split": args.split or cfg.data.val_split,
                 "layer": args.layer,
                 "similarity": sim,
+                "similarity_other": ours,
                 "lowpass_response": result["lowpass_response"],
                 "encoder_response": result["encoder_response"],
             },

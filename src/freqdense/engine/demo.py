@@ -463,7 +463,12 @@ def _similarity_summary(result: dict[str, Any]) -> dict[str, Any]:
         "intra": sim.get("intra"),
         "inter": sim.get("inter"),
         "margin": sim.get("margin"),
-        "num_images": int(sim["num_images_intra"]) if sim.get("num_images_intra") is not None else None,
+        "definition": sim.get("definition", "per-image"),  # `analyze similarity` stores the official one by default
+        "num_images": int(sim["num_images"])
+        if sim.get("num_images") is not None
+        else int(sim["num_images_intra"])
+        if sim.get("num_images_intra") is not None
+        else None,
     }
 
 

@@ -146,6 +146,7 @@ def segformer_head(
     decoder_channels: int = 128,
     compress_ratio: int = 4,
     groups: int = 4,
+    integration: Literal["projected", "segnext"] = "projected",
     depth_activation: DepthActivation = "none",
     pretrained: str | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
@@ -153,7 +154,8 @@ def segformer_head(
     """SegFormer-style all-MLP decoder; ``fusion="freqfusion"`` uses the SegNeXt concat + group-interleave scheme.
 
     Args: as :func:`fpn`, plus ``groups`` (interleaving groups, 4 in SegNeXt); ``compress_ratio`` gives
-    ``compressed_channels = (C_hr + C_lr) // compress_ratio`` per step (4 in SegNeXt).
+    ``compressed_channels = (C_hr + C_lr) // compress_ratio`` per step (4 in SegNeXt); ``integration="segnext"``
+    fuses the raw backbone stages with the official SegNeXt FreqFusion settings (see ``SegFormerHead``).
     """
     net = _backbone(backbone, backbone_kwargs, pretrained)
     decoder = SegFormerHead(
@@ -163,5 +165,6 @@ def segformer_head(
         fusion_kwargs=fusion_kwargs,
         compress_ratio=compress_ratio,
         groups=groups,
+        integration=integration,
     )
     return EncoderDecoder(net, decoder, tasks=tasks, num_classes=num_classes, depth_activation=depth_activation)

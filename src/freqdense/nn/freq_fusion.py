@@ -268,12 +268,15 @@ class FreqFusion(nn.Module):
     def _forward(self, hr_feat: torch.Tensor, lr_feat: torch.Tensor) -> FreqFusionOutput:
         height, width = hr_feat.shape[-2:]
         lr_h, lr_w = _padded_lr_size(height, width, lr_feat.shape[-2], lr_feat.shape[-1])
-        if (lr_h, lr_w) == tuple(lr_feat.shape[-2:]) and (2 * lr_h, 2 * lr_w) == (height, width):
+        exporting = torch.compiler.is_exporting()
+        if not exporting and (lr_h, lr_w) == tuple(lr_feat.shape[-2:]) and (2 * lr_h, 2 * lr_w) == (height, width):
             return self._fuse(hr_feat, lr_feat)
         # Non-2x sizes: replicate-pad lr to ceil(H/2) x ceil(W/2) and hr to twice that at the bottom/right, fuse,
         # crop every output back to H x W. The top-left alignment (hr pixel p <-> lr pixel p // 2) is CARAFE's.
-        lr_pad = _pad_bottom_right(lr_feat, lr_h, lr_w)
-        hr_pad = _pad_bottom_right(hr_feat, 2 * lr_h, 2 * lr_w)
+        # While exporting this path is always taken (pads of 0 at even sizes): a size test here would be traced as
+        # a guard and bake "H, W even" into the ONNX graph, which then fails at odd sizes in ONNX Runtime.
+        lr_pad = _pad_bottom_right(lr_feat, lr_h, lr_w, always=exporting)
+        hr_pad = _pad_bottom_right(hr_feat, 2 * lr_h, 2 * lr_w, always=exporting)
         out = self._fuse(hr_pad, lr_pad)
         return FreqFusionOutput(*(t[..., :height, :width] for t in out))
 
@@ -317,8 +320,8 @@ def _padded_lr_size(height: int, width: int, lr_h: int, lr_w: int) -> tuple[int,
     return (height + 1) // 2, (width + 1) // 2
 
 
-def _pad_bottom_right(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _pad_bottom_right(x: torch.Tensor, height: int, width: int, *, always: bool = False) -> torch.Tensor:
     pad_h, pad_w = height - x.shape[-2], width - x.shape[-1]
-    if pad_h == 0 and pad_w == 0:
+    if not always and pad_h == 0 and pad_w == 0:
         return x
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")

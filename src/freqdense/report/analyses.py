@@ -36,9 +36,17 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     ],
     "truncation": [("attribute", "truncated module"), ("mode", "resize mode")],
     "similarity": [
+        ("similarity.definition", "definition (official = the FreqFusion authors' feat_tool)"),
         ("similarity.intra", "intra-class similarity (higher is better)"),
         ("similarity.inter", "inter-class similarity (lower is better)"),
         ("similarity.margin", "margin intra - inter (higher is better)"),
+        ("similarity.accuracy", "nearest-centre accuracy, official (higher is better)"),
+        ("similarity.edge_k", "boundary band edge_k, official"),
+        ("similarity_other.definition", "second definition"),
+        ("similarity_other.intra", "intra-class similarity, second definition"),
+        ("similarity_other.inter", "inter-class similarity, second definition"),
+        ("similarity_other.margin", "margin, second definition"),
+        ("similarity_other.accuracy", "nearest-centre accuracy, official (when second)"),
         ("layer", "layer"),
     ],
     "fairness": [
