@@ -262,8 +262,10 @@ def test_camera_rotation_convention():
             min_objects=20, max_objects=40, max_poles=12, max_pictures=10, camera_speed=4.0, unlabeled_fraction=1.0
         ),
         SyntheticConfig(min_objects=0, max_objects=0, max_poles=0, max_pictures=0, unlabeled_fraction=0.0),
+        SyntheticConfig(camera_motion="forward"),
+        SyntheticConfig(camera_motion="forward", min_objects=20, max_objects=40, max_poles=12, unlabeled_fraction=1.0),
     ],
-    ids=["default", "crowded", "empty"],
+    ids=["default", "crowded", "empty", "forward", "forward-crowded"],
 )
 def test_scene_generation_is_robust_and_keeps_the_cameras_and_light_free(config):
     for index in range(80):
@@ -277,3 +279,49 @@ def test_scene_generation_is_robust_and_keeps_the_cameras_and_light_free(config)
                 assert not (np.all(p > lo - 0.05) and np.all(p < hi + 0.05))
         if config.max_objects == 0:
             assert {o.label for o in scene.objects} <= {class_id("pole")} and not scene.objects
+
+
+def test_forward_camera_path_moves_along_the_optical_axis_inside_the_room():
+    config = SyntheticConfig(camera_motion="forward")
+    for index in range(60):
+        scene = generate_scene(config, 0, "train", index)
+        c = scene.camera_to_world
+        step = c[1][:3, 3] - c[0][:3, 3]
+        assert 0.5 - 1e-9 <= np.linalg.norm(step) <= 0.8 + 1e-9
+        # direction vs the optical axis (world z of the camera's +z): at most 0.1 rad of heading offset + 0.25 of
+        # pitch tilt (the path is horizontal, the camera pitched down by up to 0.2 rad)
+        axis = c[0][:3, 2]
+        cos = float(step @ axis) / np.linalg.norm(step)
+        assert cos > math.cos(0.1 + 0.2 + 0.01), (index, cos)
+        np.testing.assert_allclose(c[0][:3, 3] - c[-1][:3, 3], step, atol=1e-9)  # constant velocity, no clipping
+        assert scene.room.hi[2] - c[1][2, 3] > 5.0  # the far wall stays well ahead of frame t+1
+
+
+def test_camera_motion_is_part_of_the_cache_key_and_validated():
+    from freqdense.data.synthetic.storage import cache_key
+    from freqdense.errors import ConfigError
+
+    assert cache_key(SyntheticConfig(), SIZE, 0) != cache_key(SyntheticConfig(camera_motion="forward"), SIZE, 0)
+    with pytest.raises(ConfigError, match="camera_motion='sideways'.*handheld, forward"):
+        SyntheticConfig(camera_motion="sideways")
+
+
+def test_forward_video_frames_warp_onto_the_target_with_the_known_poses():
+    config = SyntheticConfig(image_noise=0.0, glossy_fraction=0.0, camera_motion="forward")
+    ds = SyntheticScenes(
+        split="val", config=config, size=SIZE, num_samples=2, modalities=["image", "depth", "temporal"]
+    )
+    for index in range(2):
+        s = ds[index]
+        scene = generate_scene(config, 0, "val", index)
+        depth_next = render_view(scene, scene.camera_to_world[1], ds.K, SIZE, supersample=1, shadows=False).depth
+        K = s["intrinsics"]
+        out = warp(s["image_next"][None], s["depth"][None], K[None], s["pose_next"][None])
+        keep = _non_occluded(s["depth"], torch.from_numpy(depth_next)[None], K, s["pose_next"])
+        keep &= _smooth(s["depth"][0]) & out.valid[0, 0]
+        keep[:2], keep[-2:], keep[:, :2], keep[:, -2:] = False, False, False, False
+        assert keep.float().mean() > 0.3
+        err = (out.image[0] - s["image"]).abs().mean(0)[keep]
+        unwarped = (s["image_next"] - s["image"]).abs().mean(0)[keep]
+        assert err.median() < 0.015, (index, float(err.median()))
+        assert err.mean() < 0.3 * unwarped.mean()

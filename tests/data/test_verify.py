@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pytest
 import torch
 
 from freqdense.cli.data_cmd import SUBCOMMANDS
 from freqdense.cli.main import build_parser, main
-from freqdense.data.verify import verify_dataset
+from freqdense.data.verify import depth_parallax, verify_dataset
 
 
 class _Toy(torch.utils.data.Dataset):
@@ -93,3 +94,56 @@ def test_data_help_describes_every_subcommand_for_users(capsys):
         assert f"freqdense data {name} " in text, f"no example for {name}"
     # User help, not the developer note of the module docstring.
     assert "SUBCOMMANDS" not in text and "_register_" not in text and "``" not in text
+
+
+def _pose(rotation_y: float = 0.0, translation=(0.0, 0.0, 0.0)) -> torch.Tensor:
+    c, s = math.cos(rotation_y), math.sin(rotation_y)
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, :3] = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)
+    pose[:3, 3] = torch.tensor(translation, dtype=torch.float64)
+    return pose
+
+
+def test_parallax_of_a_sideways_translation_is_fx_tx_over_z():
+    # Hand computation: a pure sideways translation t_x moves every pixel of a plane at depth z by
+    # f_x t_x / z = 100 * 0.3 / 4 = 7.5 px horizontally, whatever the pixel; the infinite-depth motion is 0.
+    K = torch.tensor([[100.0, 0.0, 15.5], [0.0, 90.0, 11.5], [0.0, 0.0, 1.0]])
+    depth = torch.full((1, 24, 32), 4.0)
+    depth[0, 0, :5] = 0.0  # invalid pixels are skipped
+    motion = depth_parallax(depth, K, _pose(translation=(0.3, 0.0, 0.0)))
+    assert motion.numel() == 24 * 32 - 5
+    torch.testing.assert_close(motion, torch.full_like(motion, 7.5), rtol=0, atol=1e-9)
+
+
+def test_parallax_ignores_rotation_and_sees_depth():
+    # A pure rotation moves pixels but carries no depth information: parallax 0 at any depth.
+    K = torch.tensor([[50.0, 0.0, 7.5], [0.0, 50.0, 5.5], [0.0, 0.0, 1.0]])
+    depth = torch.rand(1, 12, 16) * 5 + 1
+    assert depth_parallax(depth, K, _pose(rotation_y=0.1)).abs().max() < 1e-9
+    # Rotation + sideways translation at the principal point, depth 2 m: the point (0, 0, 2) goes to
+    # R (0, 0, 2) + t = (2 sin a + tx, 0, 2 cos a); its pixel minus the rotated ray's pixel (fx tan a) is
+    # fx ((2 sin a + tx) / (2 cos a) - tan a) = fx tx / (2 cos a).
+    a, tx = 0.1, 0.2
+    flat = torch.full((1, 12, 16), 2.0)
+    K2 = torch.tensor([[50.0, 0.0, 8.0], [0.0, 50.0, 6.0], [0.0, 0.0, 1.0]])  # principal point on pixel (8, 6)
+    motion = depth_parallax(flat, K2, _pose(rotation_y=a, translation=(tx, 0.0, 0.0))).reshape(12, 16)
+    expected = torch.tensor(50.0 * tx / (2.0 * math.cos(a)), dtype=torch.float64)
+    torch.testing.assert_close(motion[6, 8], expected, rtol=0, atol=1e-9)
+
+
+def test_verify_reports_parallax_for_temporal_and_stereo_views():
+    K = torch.tensor([[100.0, 0.0, 15.5], [0.0, 100.0, 11.5], [0.0, 0.0, 1.0]])
+    samples = []
+    for z in (2.0, 4.0, 8.0):
+        s = _sample([[0] * 32] * 24, [[z] * 32] * 24)
+        s["intrinsics"] = K
+        s["pose_prev"] = _pose(translation=(0.1, 0.0, 0.0)).float()  # 10 / z px
+        s["pose_right"] = _pose(translation=(-0.05, 0.0, 0.0)).float()  # 5 / z px
+        samples.append(s)
+    summary = verify_dataset(_Toy(samples)).as_dict()
+    # per-sample medians 5, 2.5, 1.25 px (temporal) and 2.5, 1.25, 0.625 px (stereo); median over samples
+    assert summary["parallax"]["temporal"]["median_px"] == pytest.approx(2.5, abs=1e-5)
+    assert summary["parallax"]["temporal"]["below_1px_fraction"] == 0.0
+    assert summary["parallax"]["stereo"]["median_px"] == pytest.approx(1.25, abs=1e-5)
+    assert summary["parallax"]["stereo"]["below_1px_fraction"] == pytest.approx(1 / 3)
+    assert summary["parallax"]["stereo"]["samples"] == 3

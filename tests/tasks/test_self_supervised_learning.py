@@ -1,4 +1,5 @@
-"""Self-supervised training actually learns depth on synthetic scenes (mode S, with both Freq-aware depth methods on).
+"""Self-supervised training actually learns depth on synthetic scenes (mode S with both Freq-aware depth methods on;
+mode M with the pose network on the forward-motion video).
 
 A slim Monodepth2 is fitted to a few stereo pairs for 150 Adam steps from the photometric loss alone (no depth
 labels). The photometric loss must fall and the metric depth (mode S: the known stereo baseline fixes the scale, no
@@ -55,3 +56,49 @@ def test_stereo_photometric_training_lowers_loss_and_depth_error(batch):
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.8 * first, (first, last)
     assert after < 0.6 * before, (before, after)
+
+
+@pytest.fixture(scope="module")
+def video_batch():
+    ds = synthetic(
+        split="train",
+        size=SIZE,
+        num_samples=8,
+        modalities=["image", "depth", "temporal"],
+        camera_motion="forward",
+        cache=False,
+    )
+    return torch.utils.data.default_collate([ds[i] for i in range(8)])
+
+
+def _median_scaled_abs_rel(depth, batch) -> float:
+    metric = DepthMetrics(min_depth=1e-3, max_depth=20.0, aggregation="image", median_scaling=True)
+    metric.update(depth, batch["depth"])
+    return metric.compute()["abs_rel"]
+
+
+@pytest.mark.xfail(
+    reason="not yet: on 2026-12-06 this fit reached 0.339 against the constant's 0.373 (ratio 0.91, bound 0.85), "
+    "and took far longer than a test should (20 min on the loaded 2-core machine); see "
+    "docs/results/selfsup_ablation_synthetic_m.md. Not run (run=False) until mode M learns: it would spend minutes "
+    "of every CI run on a known failure",
+    run=False,
+)
+def test_monocular_training_with_the_pose_network_beats_a_constant_depth(video_batch):
+    # Mode M, the paper's main setting: depth and pose networks learn from frames t-1, t, t+1 of the forward camera
+    # path alone. After median scaling a constant depth scores sum |median(gt) - gt| / gt per image; the network
+    # must do clearly better (it starts no better than a constant: its untrained output is nearly flat).
+    torch.manual_seed(0)
+    model = create_model("monodepth", backbone_kwargs={"base_width": 16}, pose=True, min_depth=0.1, max_depth=20.0)
+    task = SelfSupervisedDepth(mode="M", min_depth=0.1, max_depth=20.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    constant = _median_scaled_abs_rel(torch.ones_like(video_batch["depth"]), video_batch)
+    for _ in range(STEPS):
+        out = task.training_step(model, video_batch)
+        optimizer.zero_grad()
+        out["total"].backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        learned = _median_scaled_abs_rel(model(video_batch["image"])["depth"], video_batch)
+    assert learned < 0.85 * constant, (constant, learned)

@@ -15,7 +15,35 @@ from .validate import validate_sample
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DatasetReport", "verify_dataset"]
+__all__ = ["DatasetReport", "verify_dataset", "depth_parallax"]
+
+#: Relative-pose keys whose depth-dependent image motion ``verify_dataset`` measures, by view name.
+PARALLAX_VIEWS: dict[str, str] = {"temporal": "pose_prev", "stereo": "pose_right"}
+
+
+def depth_parallax(depth: torch.Tensor, intrinsics: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Depth-dependent pixel motion (px) of every valid pixel of a (1, H, W) or (H, W) depth map.
+
+    With ``X = d K^-1 p`` the back-projected pixel and ``T = [R t]`` the target->source pose, the pixel moves to
+    ``pi(K (R X + t))``; at infinite depth it would move to ``pi(K R K^-1 p)`` (the rotation-only homography).
+    The difference of the two is the part of the motion that carries depth information, for a sideways
+    translation ``t_x`` at constant depth ``z`` exactly ``f_x t_x / z``. Returns a 1-D tensor over the pixels
+    with valid depth whose reprojection lies in front of the source camera (float64).
+    """
+    d = depth.reshape(depth.shape[-2:]).to(torch.float64)
+    K = intrinsics.to(torch.float64)
+    T = pose.to(torch.float64)
+    h, w = d.shape
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)], dim=0).reshape(3, -1)
+    rays = torch.linalg.solve(K, pix)
+    rot, trans = T[:3, :3], T[:3, 3:]
+    rotated = K @ rot @ rays
+    moved = K @ (rot @ (rays * d.reshape(1, -1)) + trans)
+    valid = depth_valid_mask(d).reshape(-1) & (moved[2] > 1e-6) & (rotated[2] > 1e-6)
+    finite = rotated[:2, valid] / rotated[2:, valid]
+    actual = moved[:2, valid] / moved[2:, valid]
+    return torch.linalg.vector_norm(actual - finite, dim=0)
 
 
 @dataclass
@@ -30,6 +58,7 @@ class DatasetReport:
     depth_pixels: int = 0
     depth_min: float = float("inf")
     depth_max: float = 0.0
+    parallax: dict[str, list[float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
@@ -42,8 +71,19 @@ class DatasetReport:
             "ignored_fraction": self.ignored_pixels / max(self.num_pixels, 1),
             "valid_depth_fraction": self.valid_depth_pixels / max(self.depth_pixels, 1) if self.depth_pixels else None,
             "depth_range_m": [self.depth_min, self.depth_max] if self.valid_depth_pixels else None,
+            "parallax": {view: _parallax_summary(values) for view, values in self.parallax.items()} or None,
             "problems": self.problems,
         }
+
+
+def _parallax_summary(values: list[float]) -> dict[str, float]:
+    """Median over samples of the per-sample median parallax, and the mean per-sample share of pixels below 1 px."""
+    medians, below = values[0::2], values[1::2]
+    return {
+        "median_px": float(torch.tensor(medians).median()),
+        "below_1px_fraction": float(sum(below) / len(below)),
+        "samples": len(medians),
+    }
 
 
 def verify_dataset(
@@ -85,4 +125,13 @@ def verify_dataset(
             if valid.any():
                 report.depth_min = min(report.depth_min, float(depth[valid].min()))
                 report.depth_max = max(report.depth_max, float(depth[valid].max()))
+            if "intrinsics" in sample:
+                for view, key in PARALLAX_VIEWS.items():
+                    if key in sample:
+                        motion = depth_parallax(depth, sample["intrinsics"], sample[key])
+                        if motion.numel():
+                            # stored flat as (median, share below 1 px) pairs per sample
+                            report.parallax.setdefault(view, []).extend(
+                                [float(motion.median()), float((motion < 1.0).double().mean())]
+                            )
     return report

@@ -2,8 +2,10 @@
 
 Per training batch (see docs/methods/selfsup_pipeline.md and docs/reference_code.md#monodepth2-and-freq-aware-depth):
 
-1. The depth network sees the raw target image; the pose network sees raw frame pairs in temporal order
-   (mode M / MS). Mode S / MS adds the right stereo view with its known pose ``pose_right``.
+1. The depth network sees the target image; the pose network sees frame pairs in temporal order (mode M / MS).
+   With ``color_aug`` these network inputs are colour-jittered copies (Monodepth2's ``color_aug`` frames) while the
+   loss below sees the un-jittered images. Mode S / MS adds the right stereo view with its known pose
+   ``pose_right``.
 2. The images the *loss* sees (target and sources, at every scale) are auto-blurred when ``auto_blur`` is on.
 3. For each decoder scale s, disp_s is upsampled (bilinear) to full resolution, turned into depth, and every source
    is warped into the target view (``grid_sample``, border padding, ``align_corners=True``).
@@ -28,7 +30,7 @@ from ..errors import ConfigError, ShapeError
 from ..metrics import DepthMetrics
 from .base import MetricSet
 
-__all__ = ["SelfSupervisedDepth", "SOURCES_OF_MODE"]
+__all__ = ["SelfSupervisedDepth", "SOURCES_OF_MODE", "MONODEPTH2_COLOR_AUG"]
 
 #: Source views used by each training mode (Monodepth2 frame ids -1, +1 and "s").
 SOURCES_OF_MODE: dict[str, tuple[str, ...]] = {"M": ("prev", "next"), "S": ("right",), "MS": ("prev", "next", "right")}
@@ -37,6 +39,31 @@ _BATCH_KEYS = {
     "next": ("image_next", "pose_next"),
     "right": ("image_right", "pose_right"),
 }
+
+
+#: Monodepth2's colour augmentation (``transforms.ColorJitter`` arguments and ``do_color_aug`` probability).
+MONODEPTH2_COLOR_AUG: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1, "p": 0.5}
+
+
+def _color_aug_options(color_aug: bool | Mapping[str, float]) -> dict[str, float] | None:
+    if color_aug is False or color_aug is None:
+        return None
+    if color_aug is True:
+        return dict(MONODEPTH2_COLOR_AUG)
+    if not isinstance(color_aug, Mapping):
+        raise ConfigError(f"self_supervised.color_aug must be true/false or a mapping, got {color_aug!r}")
+    unknown = sorted(set(color_aug) - set(MONODEPTH2_COLOR_AUG))
+    if unknown:
+        raise ConfigError(
+            f"self_supervised.color_aug has unknown key(s) {unknown}; valid keys: {sorted(MONODEPTH2_COLOR_AUG)}"
+        )
+    opts = {**MONODEPTH2_COLOR_AUG, **{k: float(v) for k, v in color_aug.items()}}
+    for name in ("brightness", "contrast", "saturation", "p"):
+        if not 0.0 <= opts[name] <= 1.0:
+            raise ConfigError(f"self_supervised.color_aug.{name} must be in [0, 1], got {opts[name]}")
+    if not 0.0 <= opts["hue"] <= 0.5:
+        raise ConfigError(f"self_supervised.color_aug.hue must be in [0, 0.5] turns, got {opts['hue']}")
+    return opts
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -69,6 +96,11 @@ class SelfSupervisedDepth:
         eval_protocol: a preset of ``freqdense.metrics.depth.DEPTH_PROTOCOLS`` (e.g. ``"kitti_eigen_mono"``,
             ``"kitti_eigen_benchmark_stereo"``); when given it replaces ``median_scaling`` and the ``eval_*``
             arguments above (the presets are monodepth2's ``evaluate()`` rules, docs/data/depth_datasets.md).
+        color_aug: colour jitter of the *network inputs only* (the photometric loss sees the raw frames), as
+            Monodepth2's ``color_aug``: False (off), True (brightness = contrast = saturation 0.2, hue 0.1,
+            probability 0.5, one draw per sample shared by all its frames) or a mapping overriding any of
+            ``brightness``, ``contrast``, ``saturation``, ``hue``, ``p``. Draws use torch's global generator, so the
+            run's seed fixes them.
         eval_input_size: ``(H, W)`` the network sees at evaluation (monodepth2 resizes every test image to the
             training size, 192x640 on KITTI); the predicted disparity is then resized to the ground truth's size.
             None: the batch's image as it is.
@@ -102,6 +134,7 @@ class SelfSupervisedDepth:
         eval_aggregation: Literal["pixel", "image"] = "image",
         eval_protocol: str | None = None,
         eval_input_size: Sequence[int] | None = None,
+        color_aug: bool | Mapping[str, float] = False,
     ) -> None:
         if mode not in SOURCES_OF_MODE:
             raise ConfigError(f"self_supervised.mode must be one of {sorted(SOURCES_OF_MODE)}, got {mode!r}")
@@ -116,6 +149,7 @@ class SelfSupervisedDepth:
             raise ConfigError(
                 f"self_supervised.auto_blur must be true/false or a mapping of options, got {auto_blur!r}"
             )
+        self.color_aug = _color_aug_options(color_aug)
         self.mode = mode
         self.sources = SOURCES_OF_MODE[mode]
         self.ssim_weight = float(ssim_weight)
@@ -176,13 +210,14 @@ class SelfSupervisedDepth:
         self._check_model(model)
         for name in self.sources:
             self._batch(batch, _BATCH_KEYS[name][0])
-        image = batch["image"]
+        inputs = self.network_inputs(batch)
+        image = inputs["image"]
         pairs = {}
         if self.pose_source == "net":
             if "prev" in self.sources:
-                pairs["prev"] = (self._batch(batch, "image_prev"), image, True)  # T_{t->t-1}
+                pairs["prev"] = (inputs["image_prev"], image, True)  # T_{t->t-1}
             if "next" in self.sources:
-                pairs["next"] = (image, self._batch(batch, "image_next"), False)  # T_{t->t+1}
+                pairs["next"] = (image, inputs["image_next"], False)  # T_{t->t+1}
         outputs = model(image, pose_pairs=pairs) if pairs else model(image)
         disps = {}
         for s in self.scales:
@@ -194,6 +229,36 @@ class SelfSupervisedDepth:
             disps[s] = outputs[f"disp:{s}"]
         poses = {name: outputs[f"pose_{name}"] for name in pairs}
         return self.compute_losses(batch, disps, poses)
+
+    def network_inputs(self, batch: Sample) -> dict[str, Tensor]:
+        """The frames the depth and pose networks see: the batch's, colour-jittered per sample with ``color_aug``.
+
+        The jitter of one sample is shared by its target and source frames (one Monodepth2 ``color_aug`` per item);
+        ``compute_losses`` keeps using the un-jittered ``batch`` images.
+        """
+        keys = ["image"] + [_BATCH_KEYS[n][0] for n in self.sources if n != "right" and self.pose_source == "net"]
+        frames = {k: self._batch(batch, k) for k in keys}
+        if self.color_aug is None:
+            return frames
+        from ..data.transforms import jitter_color
+
+        opts = self.color_aug
+        out = {k: v.clone() for k, v in frames.items()}
+        for i in range(frames["image"].shape[0]):
+            draw = torch.rand(8, dtype=torch.float64).tolist()
+            order = torch.randperm(4).tolist()
+            if draw[0] >= opts["p"]:
+                continue
+            factors = {
+                name: 1.0 + opts[name] * (2.0 * u - 1.0)
+                for name, u in zip(("brightness", "contrast", "saturation"), draw[1:4])
+            }
+            jittered = jitter_color(
+                {k: v[i] for k, v in frames.items()}, hue=opts["hue"] * (2.0 * draw[4] - 1.0), order=order, **factors
+            )
+            for k in keys:
+                out[k][i] = jittered[k]
+        return out
 
     def make_metrics(self) -> MetricSet:
         return MetricSet({self.key: DepthMetrics(**self.metric_kwargs)})

@@ -14,7 +14,11 @@ from typing import Any
 
 from ...errors import ConfigError
 
-__all__ = ["SyntheticConfig", "TEXTURE_KINDS", "DEFAULT_TEXTURE_MIX"]
+__all__ = ["SyntheticConfig", "TEXTURE_KINDS", "DEFAULT_TEXTURE_MIX", "CAMERA_MOTIONS"]
+
+#: Camera paths of the video frames t-1, t, t+1: a slow hand-held drift in any direction, or driving-like forward
+#: motion along the optical axis with some yaw (see ``scene._camera_path``).
+CAMERA_MOTIONS: tuple[str, ...] = ("handheld", "forward")
 
 #: Procedural texture families, from lowest to highest typical spatial frequency.
 TEXTURE_KINDS: tuple[str, ...] = ("flat", "gradient", "checker", "stripes", "noise", "fine")
@@ -52,6 +56,9 @@ class SyntheticConfig:
         supersample: odd n; n x n samples per pixel are averaged for the RGB (anti-aliasing).
         hfov_deg: horizontal field of view; fx = fy = (W / 2) / tan(hfov / 2).
         baseline: stereo baseline in metres (right camera at +baseline along x).
+        camera_motion: ``"handheld"`` (4-15 cm per frame in a random direction, the original path) or
+            ``"forward"`` (50-80 cm per frame along the optical axis with up to 2 deg of yaw per frame, like a
+            driving camera; rooms are 1.6x deeper so the path stays inside them).
         camera_speed: multiplies the per-frame camera translation and rotation of the video path.
         image_noise: std of Gaussian noise added to the RGB (after the camera response, before 8-bit).
         shadows: cast shadows from the point light.
@@ -73,6 +80,7 @@ class SyntheticConfig:
     supersample: int = 3
     hfov_deg: float = 62.0
     baseline: float = 0.1
+    camera_motion: str = "handheld"
     camera_speed: float = 1.0
     image_noise: float = 0.01
     shadows: bool = True
@@ -99,6 +107,8 @@ class SyntheticConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 fail(name, value, "use a positive number")
+        if self.camera_motion not in CAMERA_MOTIONS:
+            fail("camera_motion", self.camera_motion, f"use one of {', '.join(CAMERA_MOTIONS)}")
         if self.hfov_deg >= 170:
             fail("hfov_deg", self.hfov_deg, "use a field of view below 170 degrees")
         for name in ("dark_fraction", "glossy_fraction", "unlabeled_fraction"):

@@ -121,6 +121,8 @@ class Scene:
 def _camera_path(
     rng: np.random.Generator, config: SyntheticConfig, lo: np.ndarray, hi: np.ndarray
 ) -> dict[int, np.ndarray]:
+    if config.camera_motion == "forward":
+        return _forward_camera_path(rng, config, lo, hi)
     width, depth = hi[0] - lo[0], hi[2]
     height_above_floor = rng.uniform(1.1, 1.7)
     p0 = np.array([rng.uniform(lo[0] + 0.8, hi[0] - 0.8), -height_above_floor, rng.uniform(0.6, 0.3 * depth)])
@@ -142,6 +144,35 @@ def _camera_path(
         pos = p0 + tau * velocity + 0.5 * tau * tau * accel
         pos = np.clip(pos, np.asarray(lo) + margin, np.asarray(hi) - margin)
         rot = rotation_ypr(yaw0 + tau * yaw_rate, pitch0 + tau * pitch_rate, roll0 + tau * roll_rate)
+        poses[tau] = pose_matrix(rot, pos)
+    return poses
+
+
+def _forward_camera_path(
+    rng: np.random.Generator, config: SyntheticConfig, lo: np.ndarray, hi: np.ndarray
+) -> dict[int, np.ndarray]:
+    """Driving-like path: 50-80 cm per frame along the optical axis, up to 2 deg of yaw per frame.
+
+    The camera starts near the back wall (z = 0) looking down the room's long axis, so frame t+1 stays at least
+    ``depth - 2.2`` m from the far wall; the translation deviates from the optical axis by at most 0.1 rad, so the
+    depth-dependent image motion is mostly the radial expansion of forward motion (a KITTI-like signal).
+    """
+    speed_scale = config.camera_speed
+    height_above_floor = rng.uniform(1.1, 1.6)
+    speed = rng.uniform(0.5, 0.8) * speed_scale
+    p0 = np.array([rng.uniform(lo[0] + 1.0, hi[0] - 1.0), -height_above_floor, rng.uniform(0.4, 0.6) + speed])
+    yaw0 = rng.uniform(-0.25, 0.25)
+    pitch0 = rng.uniform(-0.2, 0.0)
+    roll0 = rng.uniform(-0.02, 0.02)
+    heading = yaw0 + rng.uniform(-0.1, 0.1)
+    velocity = np.array([speed * math.sin(heading), rng.uniform(-0.01, 0.01) * speed_scale, speed * math.cos(heading)])
+    yaw_rate = rng.uniform(-0.035, 0.035) * speed_scale
+    pitch_rate = rng.uniform(-0.01, 0.01) * speed_scale
+    poses = {}
+    margin = 0.25
+    for tau in (-1, 0, 1):
+        pos = np.clip(p0 + tau * velocity, np.asarray(lo) + margin, np.asarray(hi) - margin)
+        rot = rotation_ypr(yaw0 + tau * yaw_rate, pitch0 + tau * pitch_rate, roll0)
         poses[tau] = pose_matrix(rot, pos)
     return poses
 
@@ -168,6 +199,8 @@ def generate_scene(config: SyntheticConfig, seed: int, split: str, index: int) -
     """Draw the room, objects, materials, light and camera path of sample ``index`` of ``split``."""
     rng = sample_rng(seed, split, index, STREAM_SCENE)
     width, depth, height = rng.uniform(3.5, 7.0), rng.uniform(4.5, 9.0), rng.uniform(2.4, 3.2)
+    if config.camera_motion == "forward":
+        depth *= 1.6  # 7.2-14.4 m: room for ~1 m of forward travel with the far wall well ahead
     lo = np.array([-width / 2, -height, 0.0])
     hi = np.array([width / 2, 0.0, depth])
     room = Room(tuple(lo.tolist()), tuple(hi.tolist()))
