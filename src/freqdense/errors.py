@@ -10,6 +10,9 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "ReportError",
+    "NonFiniteError",
+    "DiskFullError",
+    "TrainingDivergedError",
 ]
 
 
@@ -42,3 +45,15 @@ class CheckpointError(FreqdenseError, RuntimeError):
 
 class ReportError(FreqdenseError, ValueError):
     """A directory given to ``freqdense report`` is missing, of an unknown kind or holds unreadable files."""
+
+
+class NonFiniteError(DataError):
+    """A tensor (input, weight or prediction) holds NaN or inf; the message names the file, sample or tensor."""
+
+
+class DiskFullError(FreqdenseError, OSError):
+    """A run file could not be written because the disk (or quota) is full; says how much space is needed."""
+
+
+class TrainingDivergedError(FreqdenseError, ArithmeticError):
+    """The training loss became non-finite or exploded; names the step and every loss term."""

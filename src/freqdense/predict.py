@@ -12,6 +12,12 @@ For every input image ``<stem>.<ext>`` the output directory gets, at the image's
 Segmentation files are written when the model returns ``semantic``, depth files when it returns ``depth``.
 ``predictions.json`` lists the inputs, the files written per image, classes, palette and the depth unit.
 
+Nothing is half-written: every file goes to a hidden staging folder inside the output directory first, and is
+moved into place (``os.replace``) only after every image was predicted, ``predictions.json`` last, so its presence
+means the whole output is complete. A refused input (unreadable file, NaN/inf in a ``.npy`` input) or a non-finite
+model output (NaN/inf logits or depth) raises before any output is moved, and leaves the output directory as it was
+(removed again if predict created it).
+
 Two-input (RGB-D) models, whose checkpoint config has ``task.inputs: [image, <key>]``, read the second input of
 ``<stem>.<ext>`` from ``extra_inputs[<key>]/<stem>.npy`` or ``<stem>.png`` (see :func:`read_extra_input`).
 Multi-scale and flip inference: ``scales=`` / ``flip=`` (:class:`freqdense.engine.multiscale.MultiScaleFlip`).
@@ -22,6 +28,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,11 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_shape
+from ._finite import check_finite, non_finite_count
 from ._progress import Progress
 from .data.io import atomic_write, read_depth_png, read_image, read_npy, write_png_atomic
 from .data.sample import DENSE_FLOAT_KEYS
 from .data.transforms import resize
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, NonFiniteError
 from .viz import default_palette, overlay, save_indexed_png
 from .viz.depth_scale import check_depth_range, colorize_depth_range, depth_range_of, save_depth_colorbar
 
@@ -114,6 +124,8 @@ def read_extra_input(directory: str | Path, stem: str, key: str, *, depth_png_sc
 
     Raises:
         DataError: no file, or an unreadable/badly shaped one (the message names it).
+        NonFiniteError: the ``.npy`` holds NaN/inf (the message names the file and the share of such values);
+            invalid depth is 0, never NaN.
     """
     directory = Path(directory)
     npy, png = directory / f"{stem}.npy", directory / f"{stem}.png"
@@ -124,6 +136,11 @@ def read_extra_input(directory: str | Path, stem: str, key: str, *, depth_png_sc
         if array.ndim != 3 or (key in DENSE_FLOAT_KEYS and array.shape[0] != 1):
             want = "(H, W) or (1, H, W)" if key in DENSE_FLOAT_KEYS else "(C, H, W)"
             raise DataError(f"{str(npy)!r} has shape {array.shape}; input {key!r} needs {want}")
+        check_finite(
+            array,
+            f"input {key!r} file {str(npy)!r}",
+            "one NaN spreads to every output pixel; mark invalid depth with 0 (HHA: 0) instead of NaN/inf",
+        )
         return torch.from_numpy(array.copy())
     if png.is_file():
         if key in DENSE_FLOAT_KEYS:
@@ -187,10 +204,12 @@ def predict_images(
 
     Raises:
         DataError: an input is missing or unreadable (the message names the file).
+        NonFiniteError: an input ``.npy`` or a model output for an image holds NaN/inf (names the file); nothing
+            is written then (see the module docstring).
         ConfigError: bad ``size``/``batch_size``/``device``, a model without ``semantic``/``depth`` outputs, a
             palette with fewer colours than the model has classes, or extra inputs that do not match the model's.
     """
-    from .engine.multiscale import MultiScaleFlip, check_tta, is_single_pass, resize_input
+    from .engine.multiscale import MultiScaleFlip, check_tta, is_single_pass
 
     scales, flip = check_tta(scales, flip)
     keys = model_input_keys(meta)
@@ -213,11 +232,34 @@ def predict_images(
         raise ConfigError(f"invalid device {device!r}: {err}; use e.g. 'cpu' or 'cuda:0'") from err
     model.to(device).eval()
     net = model if is_single_pass(scales, flip) else MultiScaleFlip(model, keys, scales=scales, flip=flip)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    checked_range = None if depth_range is None else check_depth_range(depth_range)
     if net_size is None:
         log.info("no input size given or in the checkpoint metadata; running at each image's own size")
+    with _Staging(out_dir) as stage:
+        writer = _Writer(stage, meta, save_npy, checked_range)
+        _predict_files(net, files, keys, extra, writer, net_size, device, batch_size, depth_png_scale, scales, flip)
+        writer.write_colorbar()
+        writer.write_summary(net_size)
+        written = _commit(stage, out_dir, writer.written)
+    log.info("wrote predictions for %d images to %s", len(files), out_dir)
+    return written
 
-    writer = _Writer(out_dir, meta, save_npy, None if depth_range is None else check_depth_range(depth_range))
+
+def _predict_files(
+    net: nn.Module,
+    files: list[Path],
+    keys: tuple[str, ...],
+    extra: dict[str, str | Path],
+    writer: _Writer,
+    net_size: tuple[int, int] | None,
+    device: torch.device,
+    batch_size: int,
+    depth_png_scale: float,
+    scales: Sequence[float],
+    flip: bool,
+) -> None:
+    from .engine.multiscale import resize_input
+
     writer.inference = {"inputs": list(keys), "scales": list(scales), "flip": flip}
     pending: list[tuple[Path, torch.Tensor, list[torch.Tensor]]] = []
     with Progress("predict", len(files), unit="img") as bar:
@@ -227,9 +269,11 @@ def predict_images(
             for key in keys[1:]:
                 x = read_extra_input(extra[key], path.stem, key, depth_png_scale=depth_png_scale)
                 if tuple(x.shape[-2:]) != tuple(image.shape[-2:]):
+                    source = Path(extra[key]) / f"{path.stem}.npy"
+                    source = source if source.is_file() else source.with_suffix(".png")
                     raise DataError(
-                        f"input {key!r} for {str(path)!r} is {tuple(x.shape[-2:])} but the image is "
-                        f"{tuple(image.shape[-2:])}; extra inputs must be registered to the image at its size"
+                        f"input {key!r} file {str(source)!r} for {str(path)!r} is {tuple(x.shape[-2:])} but the image "
+                        f"is {tuple(image.shape[-2:])}; extra inputs must be registered to the image at its size"
                     )
                 net_in.append(x if net_size is None else resize_input(x[None], net_size, key=key)[0])
             if pending and (len(pending) == batch_size or pending[0][2][0].shape != net_in[0].shape):
@@ -241,10 +285,55 @@ def predict_images(
             _run_batch(net, pending, device, writer)
             bar.update(len(pending))
 
-    writer.write_colorbar()
-    summary = writer.write_summary(net_size)
-    log.info("wrote predictions for %d images to %s", len(files), out_dir)
-    return [*writer.written, summary]
+
+class _Staging:
+    """A hidden folder inside ``out_dir`` that receives every output first; removed on exit, whatever happens.
+
+    On an error, ``out_dir`` is left as it was: the folders this created (``out_dir`` and missing parents) are
+    removed again when they hold nothing else.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.created: list[Path] = []
+        self.dir: Path | None = None
+
+    def __enter__(self) -> Path:
+        missing = [p for p in (self.out_dir, *self.out_dir.parents) if not p.exists()]
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.created = missing  # deepest first
+            self.dir = Path(tempfile.mkdtemp(prefix=".predict-staging-", dir=self.out_dir))
+        except OSError as err:
+            self.__exit__(type(err), err, None)
+            raise ConfigError(
+                f"cannot write predictions to --out {str(self.out_dir)!r}: {err.strerror or err}; give a writable "
+                "directory (or a path where one can be created)"
+            ) from None
+        return self.dir
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if exc_type is not None:
+            for folder in self.created:
+                try:
+                    folder.rmdir()  # only if empty
+                except OSError:
+                    break
+
+
+def _commit(stage: Path, out_dir: Path, staged: list[Path]) -> list[Path]:
+    """Move the staged files into ``out_dir`` (``os.replace``, atomic per file), ``predictions.json`` last."""
+    final: list[Path] = []
+    for path in staged:
+        if path.name == SUMMARY_NAME:
+            continue
+        os.replace(path, out_dir / path.name)
+        final.append(out_dir / path.name)
+    os.replace(stage / SUMMARY_NAME, out_dir / SUMMARY_NAME)
+    final.append(out_dir / SUMMARY_NAME)
+    return final
 
 
 def _resolve_size(size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -274,6 +363,16 @@ def _run_batch(
         check_shape(semantic, "B C H W", name="model output 'semantic'", B=len(pending))
     if depth is not None:
         check_shape(depth, "B C H W", name="model output 'depth'", B=len(pending), C=1)
+    for i, (path, _, _) in enumerate(pending):
+        for name, value in (("semantic", semantic), ("depth", depth)):
+            if value is not None and non_finite_count(value[i]):
+                inputs = ", ".join(str(p) for p, _, _ in pending)
+                raise NonFiniteError(
+                    f"model output {name!r} for {str(path)!r} holds {non_finite_count(value[i])} NaN/inf values "
+                    f"({100.0 * non_finite_count(value[i]) / value[i].numel():.3g} %; batch: {inputs}); nothing was "
+                    "written. The weights or another input of this image are broken (a NaN input spreads to the "
+                    "whole output)"
+                )
     for i, (path, image, _) in enumerate(pending):
         hw = tuple(image.shape[-2:])
         labels = None
@@ -397,6 +496,7 @@ class _Writer:
         with atomic_write(path, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2)
             f.write("\n")
+        self.written.append(path)
         return path
 
 

@@ -81,7 +81,7 @@ def test_missing_pointer_falls_back_to_highest_complete_dir(tmp_path):
     m = _model()
     _save(tmp_path, 1, m)
     _save(tmp_path, 2, m, keep=2)
-    os.remove(tmp_path / "checkpoints" / "latest.json")
+    os.remove(tmp_path / "checkpoints" / ck.POINTERS_FILE)
     (tmp_path / "checkpoints" / "step_00000009").mkdir()  # incomplete directory: no meta.json
     assert ck.latest_checkpoint(tmp_path).name == "step_00000002"
 

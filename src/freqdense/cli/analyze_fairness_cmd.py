@@ -40,31 +40,39 @@ def register(analyses: argparse._SubParsersAction) -> None:
 
 
 def _read_pfm(path: Path) -> np.ndarray:
-    with path.open("rb") as f:
-        header = f.readline().strip()
-        if header not in (b"Pf", b"PF"):
-            raise DataError(f"{path} is not a PFM file (header {header!r})")
-        width, height = (int(v) for v in f.readline().split())
-        scale = float(f.readline())
-        data = np.fromfile(f, dtype="<f4" if scale < 0 else ">f4")
-    channels = 3 if header == b"PF" else 1
+    """A PFM disparity map as float32 (H, W); DataError names the file for a bad header or a short payload."""
+    try:
+        with path.open("rb") as f:
+            header = f.readline().strip()
+            if header not in (b"Pf", b"PF"):
+                raise DataError(f"{path} is not a PFM file (header {header[:20]!r}); pass a .pfm or .npy disparity")
+            width, height = (int(v) for v in f.readline().split())
+            scale = float(f.readline())
+            data = np.fromfile(f, dtype="<f4" if scale < 0 else ">f4")
+        channels = 3 if header == b"PF" else 1
+        if width <= 0 or height <= 0 or data.size != width * height * channels:
+            raise ValueError(f"{width} x {height} x {channels} values announced, {data.size} present")
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the PFM disparity {path}: {err}; the file is corrupt or truncated") from None
     return np.flipud(data.reshape(height, width, channels)[..., 0]).astype(np.float32)
 
 
 def _load_user_pair(left: Path, right: Path, disparity: Path):
-    from PIL import Image
-
     from ..analysis.fairness import StereoPair
+    from ..data.io import read_image, read_npy
 
     def image(p: Path) -> torch.Tensor:
         if not p.is_file():
             raise DataError(f"image {p} does not exist; pass --left/--right paths to readable image files")
-        a = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255.0
-        return torch.from_numpy(a).permute(2, 0, 1)[None].contiguous()
+        return read_image(p)[None].contiguous()  # DataError names a corrupt or non-image file
 
     if not disparity.is_file():
         raise DataError(f"disparity {disparity} does not exist; pass a .npy or .pfm file of left disparities")
-    d = _read_pfm(disparity) if disparity.suffix.lower() == ".pfm" else np.load(disparity).astype(np.float32)
+    # read_npy never unpickles: a malicious (object-array) .npy is a DataError naming the file, not a traceback
+    d = _read_pfm(disparity) if disparity.suffix.lower() == ".pfm" else read_npy(disparity)
+    if d.ndim != 2 or d.dtype.kind not in "fiu":
+        raise DataError(f"disparity {disparity} is {d.dtype} {d.shape}; expected a 2-D (H, W) array of disparities")
+    d = d.astype(np.float32)
     d = np.where(np.isfinite(d) & (d > 0), d, np.inf)
     pair = StereoPair(image(left), image(right), torch.from_numpy(d)[None, None])
     if pair.left.shape != pair.right.shape or pair.disparity.shape[-2:] != pair.left.shape[-2:]:
@@ -97,14 +105,16 @@ def _run(args: argparse.Namespace) -> int:
     from ..analysis.fairness import analyze_stereo_pair, load_middlebury_motorcycle, plot_fairness
 
     out = sys.stdout
-    result: dict[str, Any] = {"fig5": _fig5(out)}
-    if not args.fig5:
+    pair = source = None
+    if not args.fig5:  # inputs are read and checked before any work
         if args.middlebury:
             pair, source = load_middlebury_motorcycle(), "Middlebury 2014 Motorcycle (skimage, x4 downsampled)"
         elif args.left and args.right and args.disparity:
             pair, source = _load_user_pair(args.left, args.right, args.disparity), str(args.left)
         else:
             raise ConfigError("pass --middlebury, or --left L --right R --disparity D, or --fig5")
+    result: dict[str, Any] = {"fig5": _fig5(out)}
+    if pair is not None:
         res = analyze_stereo_pair(pair, radius=args.radius, ssim_weight=args.ssim_weight, delta=args.delta)
         out.write(f"\n{source}: {res['baseline']['num_valid']} valid pixels, sweep gt +- {args.radius} px\n")
         out.write(

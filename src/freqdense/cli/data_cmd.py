@@ -66,12 +66,25 @@ def _config_from_args(args: argparse.Namespace):
     return SyntheticConfig.from_dict(overrides)
 
 
+def _check_synth_size(size: list[int]) -> None:
+    """Refuse a ``--size`` the synthetic loader cannot read back (it would be written, then refused at training)."""
+    from ..data.synthetic.dataset import MIN_SIZE
+    from ..errors import ConfigError
+
+    if min(size) < MIN_SIZE:
+        raise ConfigError(
+            f"--size {size[0]} {size[1]} is too small: the synthetic loader needs height and width >= {MIN_SIZE} "
+            "(e.g. --size 96 128)"
+        )
+
+
 def run_synth(args: argparse.Namespace) -> int:
     from ..data.synthetic.storage import synthesize
     from ..errors import ConfigError
 
     if args.num < 0:
         raise ConfigError(f"--num must be >= 0, got {args.num}")
+    _check_synth_size(args.size)
     config = _config_from_args(args)
     from .._progress import Progress
 
@@ -97,6 +110,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_panel(args: argparse.Namespace) -> int:
     from ..data.synthetic.panel import render_panel
 
+    _check_synth_size(args.size)
     path = render_panel(
         args.out,
         num_samples=args.num,

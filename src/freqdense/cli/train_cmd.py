@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Re-running with the same --out resumes from the latest checkpoint. A run directory holds one experiment: "
         "if the resolved config differs from the run's config.yaml, train stops before writing anything and lists "
         "the differing keys; train into a new --out, or pass --resume-with-changes for the keys that may change "
-        f"on resume ({', '.join(RESUMABLE_KEYS)}). Device, threads, workers and log cadence may always change.",
+        f"on resume ({', '.join(RESUMABLE_KEYS)}). Device, threads, workers and log cadence may always change. "
+        "A non-finite or exploding loss, or a full disk, stops the run with exit 1 and keeps the last good checkpoint; "
+        "re-running the same command resumes from it.",
         epilog="example: freqdense train synthetic/demo_multitask --out runs/mt schedule.total_steps=600 "
         "--resume-with-changes   (extend a finished 300-step run to 600 steps)",
     )
@@ -31,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-resume",
         action="store_true",
-        help="never resume: refuses a directory that already holds a run (use a new --out or delete it)",
+        help="never resume: refuses a directory that already holds a run (config.yaml or checkpoints/), never "
+        "mixing two runs; use a new --out or delete the directory",
     )
     p.add_argument(
         "--resume-with-changes",

@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import ConfigError
 from .schema import ExperimentConfig, ModelConfig
+from .validate import validate_config
 
 __all__ = [
     "load_config",
@@ -237,8 +238,10 @@ def _build_dataclass(cls: type, value: Any, where: str) -> Any:
 
 
 def build_config(data: dict[str, Any], *, source: str = "config", check_model: bool = True) -> ExperimentConfig:
-    """Validate a raw dict into an :class:`ExperimentConfig` (and the model kwargs against the factory)."""
+    """Validate a raw dict into an :class:`ExperimentConfig`: types, value ranges and ``eval.metric``
+    (:func:`~freqdense.config.validate.validate_config`), and the model kwargs against the factory."""
     cfg = _build_dataclass(ExperimentConfig, data, source)
+    validate_config(cfg, source)
     if check_model:
         from .._registry import check_kwargs
         from ..models import MODELS

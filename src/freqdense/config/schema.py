@@ -130,6 +130,11 @@ class EvalConfig:
     scales: list[float] = field(default_factory=lambda: [1.0])
     #: Also run each scale on the horizontally flipped inputs and average the un-flipped outputs.
     flip: bool = False
+    #: Multi-scale averaging of semantic outputs: "probs" (softmax probabilities, mmseg / SA-Gate) or "logits"
+    #: (the official FAFNet code's validate()).
+    average: Literal["probs", "logits"] = "probs"
+    #: align_corners of the bilinear resize of multi-scale outputs back to the input size (official FAFNet: true).
+    align_corners: bool = False
 
 
 @dataclass(frozen=True)

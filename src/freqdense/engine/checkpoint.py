@@ -3,15 +3,20 @@
 Layout of a run directory::
 
     checkpoints/step_00000200/{model.safetensors, meta.json, train_state.pt}
-    checkpoints/latest.json   {"dir": "step_00000200", "step": 200}
-    checkpoints/best.json     {"dir": "...", "step": ..., "metric": "semantic/miou", "value": ...}
+    checkpoints/pointers.json {"latest": {"dir": "step_00000200", "step": 200},
+                               "best": {"dir": "...", "step": ..., "metric": "semantic/miou", "value": ...}}
 
-A checkpoint directory is filled under a temporary name and renamed into place, and the pointer files are replaced
-with ``os.replace``, so a kill at any moment leaves the previous checkpoint intact and the pointers valid.
+A checkpoint directory is filled under a temporary name and renamed into place; both pointers live in ONE file
+replaced with ``os.replace``, so a kill at any moment leaves the previous checkpoint intact and the two pointers
+consistent with each other (runs made before keep their ``latest.json`` / ``best.json``, which are still read).
+Pruning never deletes a checkpoint a pointer refers to. A full disk raises :class:`~freqdense.errors.DiskFullError`
+naming the file and the space needed; the temporary files are removed and the previous checkpoint stays.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import math
@@ -25,7 +30,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from .._finite import check_finite_state
+from .._paths import check_inside
+from ..errors import CheckpointError, DiskFullError
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +48,31 @@ __all__ = [
     "write_json_atomic",
     "write_text_atomic",
     "json_safe",
+    "disk_full_error",
+    "POINTERS_FILE",
+    "read_pointers",
+    "restore_best_pointer",
 ]
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "meta.json", "train_state.pt"
+POINTERS_FILE = "pointers.json"
+_LEGACY_POINTERS = {"latest": "latest.json", "best": "best.json"}  # the two-file layout of runs made before
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.1f} MB"
+
+
+def disk_full_error(
+    path: Path, err: BaseException, *, needed: int | None = None, note: str = ""
+) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` (and the bytes ``needed``) if ``err`` is a full disk or quota, else
+    None. Callers re-raise it ``from None``: one clear line instead of an OS or serialiser error."""
+    if not (isinstance(err, OSError) and err.errno in _DISK_FULL):
+        return None
+    space = f"free at least {_mb(needed)} there" if needed else "free some space there"
+    return DiskFullError(f"no space left on the device holding {path} ({err.strerror}): {space}{note} and run again")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -57,6 +86,11 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        full = disk_full_error(path, err, needed=len(text.encode("utf-8")))
+        if full is None:
+            raise
+        raise full from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -135,22 +169,42 @@ def save_checkpoint(
     tmp = ckpt_root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # Serialised in memory and written with open() (save_file would create the file 0600): the weights get the
-    # permissions of every other run file (0666 less the umask).
-    with open(tmp / MODEL_FILE, "wb") as f:
-        f.write(safetensors.torch.save(state_dict, metadata={"format": "pt"}))
-    with open(tmp / META_FILE, "w") as f:
-        json.dump(json_safe({**meta, "step": step}), f, indent=2, default=_json_default, allow_nan=False)
+    # Every file is serialised in memory and written with open(): the weights get the permissions of every other run
+    # file (save_file would create them 0600), and a full disk is one OSError here, never a serialiser's own error.
+    files = {MODEL_FILE: safetensors.torch.save(state_dict, metadata={"format": "pt"})}
+    files[META_FILE] = json.dumps(
+        json_safe({**meta, "step": step}), indent=2, default=_json_default, allow_nan=False
+    ).encode()
     if train_state is not None:
         state = dict(train_state)
         if "rng" in state:
             state["rng"] = _numpy_state_to_torch(state["rng"])
-        torch.save(state, tmp / STATE_FILE)
-    for file in tmp.iterdir():
-        with open(file, "rb") as f:
-            os.fsync(f.fileno())
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        files[STATE_FILE] = buffer.getvalue()
+    needed = sum(len(data) for data in files.values())
+    writing = tmp
+    try:
+        tmp.mkdir()
+        for file_name, data in files.items():
+            writing = tmp / file_name
+            with open(writing, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full_error(
+            final / writing.relative_to(tmp), err, needed=needed, note=f" (one checkpoint is {_mb(needed)})"
+        )
+        if full is None:
+            raise
+        kept = latest_checkpoint(run_dir)
+        raise DiskFullError(f"{full}; kept: {kept if kept is not None else 'no checkpoint yet'}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():  # the same step saved again after a resume: swap it out, never leave it missing
         old = ckpt_root / f".old-{name}-{os.getpid()}"
         os.rename(final, old)
@@ -158,22 +212,81 @@ def save_checkpoint(
         shutil.rmtree(old)
     else:
         os.rename(tmp, final)
-    write_json_atomic(ckpt_root / "latest.json", {"dir": name, "step": step})
+    pointers = read_pointers(ckpt_root)
+    pointers["latest"] = {"dir": name, "step": step}
     if best is not None:
-        write_json_atomic(ckpt_root / "best.json", {"dir": name, "step": step, **best})
+        pointers["best"] = {"dir": name, "step": step, **best}
+    # latest and best change together in one os.replace: no kill can leave them pointing at different states
+    write_json_atomic(ckpt_root / POINTERS_FILE, pointers)
+    for legacy in _LEGACY_POINTERS.values():
+        (ckpt_root / legacy).unlink(missing_ok=True)  # superseded by pointers.json (read only when it is absent)
     _prune(ckpt_root, keep)
     return final
 
 
+def read_pointers(ckpt_root: Path) -> dict[str, Any]:
+    """``{"latest": {...}, "best": {...}}`` of a checkpoints folder (``pointers.json``, else the legacy
+    ``latest.json`` / ``best.json``); an unreadable file is ignored with a warning (the directories remain)."""
+    ckpt_root = Path(ckpt_root)
+    path = ckpt_root / POINTERS_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            log.warning("ignoring unreadable %s: %s", path, err)
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+    out = {}
+    for which, file_name in _LEGACY_POINTERS.items():
+        legacy = ckpt_root / file_name
+        if legacy.is_file():
+            try:
+                entry = json.loads(legacy.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                log.warning("ignoring unreadable %s: %s", legacy, err)
+                continue
+            if isinstance(entry, dict):
+                out[which] = entry
+    return out
+
+
+def restore_best_pointer(run_dir: Path, best: dict[str, Any] | None) -> None:
+    """Point ``best`` at the checkpoint the resumed training state names as best (``{"step", "metric", "value"}``)
+    when the pointer disagrees and that checkpoint exists: repairs runs whose two legacy pointer files were cut apart
+    by a kill, before pruning could delete the best model."""
+    if not best or not isinstance(best.get("step"), int):
+        return
+    ckpt_root = Path(run_dir) / "checkpoints"
+    name = f"step_{best['step']:08d}"
+    pointers = read_pointers(ckpt_root)
+    if (pointers.get("best") or {}).get("dir") == name or not (ckpt_root / name / META_FILE).is_file():
+        return
+    log.warning("best pointer of %s repaired: %s (%s)", ckpt_root, name, best)
+    pointers["best"] = {"dir": name, **best}
+    if "latest" not in pointers:
+        latest = latest_checkpoint(run_dir)
+        if latest is not None:
+            pointers["latest"] = {"dir": latest.name, "step": int(latest.name.split("_")[-1])}
+    write_json_atomic(ckpt_root / POINTERS_FILE, pointers)
+    for legacy in _LEGACY_POINTERS.values():
+        (ckpt_root / legacy).unlink(missing_ok=True)
+
+
 def _pointer(ckpt_root: Path, which: str) -> Path | None:
-    pointer = ckpt_root / f"{which}.json"
-    if not pointer.is_file():
+    entry = read_pointers(ckpt_root).get(which)
+    if entry is None:
         return None
-    try:
-        target = ckpt_root / json.loads(pointer.read_text())["dir"]
-    except (json.JSONDecodeError, KeyError) as err:
-        log.warning("ignoring unreadable %s: %s", pointer, err)
-        return None
+    source = ckpt_root / (POINTERS_FILE if (ckpt_root / POINTERS_FILE).is_file() else _LEGACY_POINTERS[which])
+    name = entry.get("dir")
+    # a pointer names one checkpoint directory inside this run: anything else (an absolute path, "..", a nested
+    # path) is a tampered or foreign file and is refused rather than followed outside the run
+    if not isinstance(name, str) or not name.startswith("step_") or Path(name).name != name or name in (".", ".."):
+        raise CheckpointError(
+            f"{source}: the {which!r} pointer {name!r} is not a checkpoint directory of this run (expected "
+            f"step_XXXXXXXX inside {ckpt_root}); restore the file or delete it to fall back to the newest checkpoint"
+        )
+    target = ckpt_root / name
+    check_inside(target, ckpt_root, source)  # also refuses a step_* symlink leading out of the run
     return target if (target / META_FILE).is_file() else None
 
 
@@ -236,6 +349,7 @@ def load_weights(model: nn.Module, ckpt_dir: Path, *, strict: bool = True) -> No
         state = safetensors.torch.load_file(str(path))
     except Exception as err:  # safetensors raises several types for truncated/corrupt files
         raise CheckpointError(f"{path}: cannot read weights ({err}); the file is missing or corrupt") from err
+    check_finite_state(state, path)  # a byte-flipped weight file must not evaluate silently (NaN everywhere)
     result = model.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:

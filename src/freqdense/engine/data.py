@@ -23,6 +23,7 @@ __all__ = [
     "ResumableSampler",
     "ShardSampler",
     "build_dataset",
+    "preflight",
     "render_ahead",
     "train_loader",
     "eval_loader",
@@ -130,6 +131,60 @@ def build_dataset(cfg: DataConfig, split: str, *, train: bool, seed: int = 0) ->
         validate=cfg.validate and train,
         num_classes=getattr(dataset, "num_classes", None),
     )
+
+
+def _check_split(dataset: PreparedDataset, role: str, split: str, *, validate: bool, enabled: bool) -> None:
+    """Refuse an empty split; with ``validate``, check every (untransformed) sample and name the first bad one."""
+    from .._progress import progress
+    from ..data.validate import validate_sample
+    from ..errors import DataError
+
+    if len(dataset) == 0:
+        raise DataError(
+            f"data: the {role} split {split!r} of dataset {type(dataset.dataset).__name__} has 0 samples; its metrics "
+            f"would all be NaN. Check data.{role}_split / data.{role}_args and the dataset's files"
+        )
+    if not validate:
+        return
+    raw = dataset.dataset
+    name = type(raw).__name__
+    for index in progress(range(len(raw)), f"check {role}", unit="sample", enabled=enabled):
+        source = f"{role} split {split!r}: {name}[{index}]"
+        validate_sample(raw[index], num_classes=dataset.num_classes, source=source)
+
+
+def preflight(
+    cfg: DataConfig,
+    train_set: PreparedDataset,
+    val_set: PreparedDataset,
+    *,
+    model: Any = None,
+    segments: bool = False,
+    show_progress: bool = True,
+) -> None:
+    """Checks that must pass before training step 1, so that nothing fails after hours of training:
+
+    - neither split is empty (an empty validation split gives all-NaN metrics and a meaningless "best"),
+    - with ``data.validate``, every sample of **both** splits passes
+      :func:`~freqdense.data.validate.validate_sample` (label range, finite depth, shapes); the error names the
+      split, the dataset and the sample index (plus the sample's id or file where the dataset gives one),
+    - a model with ``num_classes`` predicts exactly the dataset's classes when the task segments.
+
+    Raises:
+        ConfigError, DataError: naming the key, split or sample.
+    """
+    from ..errors import ConfigError
+
+    dataset_classes = getattr(train_set, "num_classes", None)
+    model_classes = getattr(model, "num_classes", None)
+    if segments and isinstance(model_classes, int) and isinstance(dataset_classes, int):
+        if model_classes != dataset_classes:
+            raise ConfigError(
+                f"model.num_classes={model_classes} but dataset {cfg.dataset!r} has {dataset_classes} classes; the "
+                f"segmentation logits must have one channel per class: set model.num_classes={dataset_classes}"
+            )
+    _check_split(train_set, "train", cfg.train_split, validate=cfg.validate, enabled=show_progress)
+    _check_split(val_set, "val", cfg.val_split, validate=cfg.validate, enabled=show_progress)
 
 
 def render_ahead(dataset: Dataset, info: DistInfo) -> int:

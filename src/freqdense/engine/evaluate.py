@@ -11,7 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._finite import non_finite_count
 from .._progress import progress, show_progress
+from ..errors import NonFiniteError
 from ..tasks import DEFAULT_INPUTS, Task
 from .distributed import DistInfo
 
@@ -21,6 +23,7 @@ __all__ = [
     "evaluate",
     "evaluate_boundary_f",
     "evaluate_checkpoint",
+    "check_batch_inputs",
     "to_device",
     "autocast_context",
     "show_progress",
@@ -44,6 +47,44 @@ def autocast_context(amp: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _sample_ids(batch: Any) -> list[str]:
+    meta = batch.get("meta") if isinstance(batch, dict) else None
+    ids = meta.get("id") if isinstance(meta, dict) else None
+    return [str(v) for v in ids] if isinstance(ids, (list, tuple)) else []
+
+
+def _describe_samples(batch: Any, err: Exception) -> str:
+    ids = _sample_ids(batch)
+    items = getattr(err, "batch_items", None)
+    if ids and items:
+        return "samples " + ", ".join(repr(ids[j]) for j in items[:10] if j < len(ids))
+    return "samples " + ", ".join(map(repr, ids[:10])) if ids else "sample ids unknown"
+
+
+def check_batch_inputs(batch: Any, inputs: Sequence[str], index: int) -> None:
+    """Refuse a batch whose model inputs hold NaN/inf, naming the samples and the share of non-finite values.
+
+    One NaN in a depth/HHA input spreads to every output pixel of a convolution network, so the evaluation would
+    report garbage for the whole split. Targets are not checked here (NaN depth ground truth marks invalid pixels).
+    """
+    if not isinstance(batch, dict):
+        return
+    ids = _sample_ids(batch)
+    for key in inputs:
+        x = batch.get(key)
+        if not isinstance(x, torch.Tensor) or not non_finite_count(x):
+            continue
+        per_item = (~torch.isfinite(x)).reshape(x.shape[0], -1).sum(dim=1)
+        bad = [j for j in range(x.shape[0]) if per_item[j] > 0]
+        names = [repr(ids[j]) if j < len(ids) else f"item {j}" for j in bad]
+        share = 100.0 * float(per_item.sum()) / x.numel()
+        raise NonFiniteError(
+            f"evaluation batch {index}: input {key!r} of samples {', '.join(names[:10])} holds "
+            f"{int(per_item.sum())} NaN/inf values ({share:.3g} % of the batch's {key!r}); fix or drop those files "
+            "(invalid depth is 0, not NaN)"
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -56,6 +97,8 @@ def evaluate(
     amp: str = "off",
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    average: str = "probs",
+    align_corners: bool = False,
 ) -> dict[str, float]:
     """Run ``task.evaluation_step`` over ``loader`` and return the flat metrics (``<task>/<metric>``).
 
@@ -69,15 +112,20 @@ def evaluate(
     model.eval()
     net = model
     if not is_single_pass(scales, flip):
-        net = MultiScaleFlip(model, getattr(task, "inputs", DEFAULT_INPUTS), scales=scales, flip=flip)
+        inputs = getattr(task, "inputs", DEFAULT_INPUTS)
+        net = MultiScaleFlip(model, inputs, scales=scales, flip=flip, average=average, align_corners=align_corners)
     metrics = task.make_metrics()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     batches = progress(loader, "eval", total=total, unit="batch", enabled=info is None or info.is_main)
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
-        with autocast_context(amp, device):
-            task.evaluation_step(net, to_device(batch, device), metrics)
+        check_batch_inputs(batch, getattr(task, "inputs", DEFAULT_INPUTS), i)
+        try:
+            with autocast_context(amp, device):
+                task.evaluation_step(net, to_device(batch, device), metrics)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"evaluation batch {i} ({_describe_samples(batch, err)}): {err}") from None
     metrics.all_reduce()
     model.train(was_training)
     return metrics.compute()
@@ -119,11 +167,15 @@ def evaluate_boundary_f(
     metric = BoundaryFScore(num_classes, tolerance_px=tolerance_px, ignore_index=ignore_index, class_names=class_names)
     was_training = model.training
     model.eval()
-    for batch in progress(loader, "boundary F-score", unit="batch"):
+    for i, batch in enumerate(progress(loader, "boundary F-score", unit="batch")):
+        check_batch_inputs(batch, inputs, i)
         batch = to_device(batch, device)
         labels = batch["semantic"].long()
         logits = model(*model_inputs(batch, inputs))[output_key]
-        metric.update(resize_logits(logits, tuple(labels.shape[-2:])), labels)
+        try:
+            metric.update(resize_logits(logits, tuple(labels.shape[-2:])), labels)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"evaluation batch {i} ({_describe_samples(batch, err)}): {err}") from None
     model.train(was_training)
     return metric.compute()
 
@@ -151,5 +203,15 @@ def evaluate_checkpoint(
         cfg.task, num_classes=getattr(dataset, "num_classes", None), class_names=getattr(dataset, "classes", None)
     )
     loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
-    metrics = evaluate(model, task, loader, device=dev, amp=cfg.train.amp, scales=cfg.eval.scales, flip=cfg.eval.flip)
+    metrics = evaluate(
+        model,
+        task,
+        loader,
+        device=dev,
+        amp=cfg.train.amp,
+        scales=cfg.eval.scales,
+        flip=cfg.eval.flip,
+        average=cfg.eval.average,
+        align_corners=cfg.eval.align_corners,
+    )
     return {"checkpoint": meta["checkpoint_dir"], "step": meta.get("step"), "split": split, "metrics": metrics}

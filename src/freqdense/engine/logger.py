@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import json_safe
+from .checkpoint import disk_full_error, json_safe, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,40 @@ class RunLogger:
         self._tensorboard(purge_step=step + 1)
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``log.jsonl`` and the CSVs by ``rows``: every file is written aside in full (and fsynced) before any
+        is renamed over the old one, so a kill or a full disk while rewriting leaves the old logs intact. A kill
+        between two renames leaves files that each hold a prefix of the old ones, and the next resume's truncate
+        gives the same result."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "log.jsonl", "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        self._csv_columns.clear()
+        texts = {"log.jsonl": "".join(json.dumps(json_safe(row), allow_nan=False) + "\n" for row in rows)}
+        columns: dict[str, list[str]] = {}
         for kind in ("train", "eval"):
-            (self.run_dir / f"{kind}.csv").unlink(missing_ok=True)
-            kind_rows = [r for r in rows if r.get("kind") == kind]
-            for row in kind_rows:
-                self._write_csv(kind, row)
+            kind_rows = [{k: v for k, v in r.items() if k != "kind"} for r in rows if r.get("kind") == kind]
+            if kind_rows:
+                columns[kind] = list(dict.fromkeys(k for r in kind_rows for k in r))
+                texts[f"{kind}.csv"] = _csv_text(columns[kind], kind_rows)
+        staged = []
+        try:
+            for name, text in texts.items():
+                tmp = self.run_dir / f".{name}.rewrite-{os.getpid()}"
+                staged.append((tmp, self.run_dir / name))
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException as err:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            full = disk_full_error(self.run_dir / "log.jsonl", err, needed=sum(map(len, texts.values())))
+            if full is not None:
+                raise full from None
+            raise
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        for kind in ("train", "eval"):
+            if kind not in columns:
+                (self.run_dir / f"{kind}.csv").unlink(missing_ok=True)
+        self._csv_columns = columns
 
     def _write_csv(self, kind: str, row: dict[str, Any]) -> None:
         path = self.run_dir / f"{kind}.csv"
@@ -82,19 +108,25 @@ class RunLogger:
             with open(path, newline="") as f:
                 columns = next(csv.reader(f), None)
         if columns is None or not set(values) <= set(columns):
-            # new columns appear (first row, or a metric added later): rewrite the file with the union header
+            # new columns appear (first row, or a metric added later): rewrite the file with the union header, aside
             old_rows = []
             if path.is_file():
                 with open(path, newline="") as f:
                     old_rows = list(csv.DictReader(f))
             columns = list(dict.fromkeys([*(columns or []), *values]))
-            with open(path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(old_rows)
+            write_text_atomic(path, _csv_text(columns, old_rows))
         self._csv_columns[kind] = columns
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=columns).writerow(values)
+        self._append(path, _csv_text(columns, [values], header=False))
+
+    def _append(self, path: Path, text: str) -> None:
+        try:
+            with open(path, "a", encoding="utf-8", newline="") as f:
+                f.write(text)
+        except OSError as err:
+            full = disk_full_error(path, err, needed=len(text))
+            if full is None:
+                raise
+            raise full from None
 
     def log(self, kind: str, step: int, values: dict[str, float]) -> None:
         """Append one row (``kind`` is ``train`` or ``eval``)."""
@@ -105,8 +137,7 @@ class RunLogger:
             {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in values.items()}
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(json_safe(row), allow_nan=False) + "\n")
+        self._append(self.run_dir / "log.jsonl", json.dumps(json_safe(row), allow_nan=False) + "\n")
         self._write_csv(kind, row)
         tb = self._tensorboard()
         if tb is not None:
@@ -118,3 +149,12 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def _csv_text(columns: list[str], rows: list[dict[str, Any]], *, header: bool = True) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -7,8 +7,9 @@ checkpoint). Three kinds of key:
 - **runtime keys** (:data:`RUNTIME_KEYS`) say *how* the run computes, not *what*: device, threads, data workers,
   logging cadence. They may change on any resume; the change is recorded.
 - **resumable keys** (:data:`RESUMABLE_KEYS`) may change when the user asks for it with ``--resume-with-changes``
-  (``allow_changes=True``): extending ``schedule.total_steps``, evaluation and checkpoint cadence. The new values take
-  effect at the resume step and are recorded in ``run.json`` with that step.
+  (``allow_changes=True``): extending ``schedule.total_steps``, evaluation and checkpoint cadence, the learning rate
+  (applied to the restored optimizer and schedule, not only written down). The new values take effect at the resume
+  step and are recorded in ``run.json`` with that step.
 - **every other key** defines the experiment (model, data, task, optimiser, seed, ...): a difference is refused with
   a one-line :class:`~freqdense.errors.ConfigError` listing the keys, and nothing in the directory is touched.
 """
@@ -44,6 +45,7 @@ RESUMABLE_KEYS = {
     "eval.every": "evaluation cadence from the resume step on",
     "train.checkpoint_every": "checkpoint cadence from the resume step on",
     "train.keep_checkpoints": "how many recent checkpoints are kept",
+    "optim.lr": "every param group's lr and the schedule's base lrs are scaled by new/old from the resume step on",
 }
 
 _MISSING = "<absent>"

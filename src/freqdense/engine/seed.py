@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "rng_state", "set_rng_state"]
+__all__ = ["seed_everything", "rng_state", "set_rng_state", "resolve_num_threads"]
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
@@ -21,6 +22,19 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def resolve_num_threads(cfg: Any) -> Any:
+    """Set torch's intra-op thread count from ``train.num_threads`` and return the config with the count explicit.
+
+    ``None`` means what this machine gives (``torch.get_num_threads()``, i.e. ``OMP_NUM_THREADS`` or the cores);
+    the returned config holds that number, so ``config.yaml`` and ``run.json`` record it. CPU float results depend
+    on the thread count (reductions are split differently), so a run repeats bit for bit only with the same count.
+    """
+    threads = cfg.train.num_threads or torch.get_num_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_threads=threads))
 
 
 def rng_state() -> dict[str, Any]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteError
 
-__all__ = ["Metric"]
+__all__ = ["Metric", "refuse_non_finite"]
 
 
 class Metric:
@@ -114,3 +114,21 @@ class Metric:
                     f"expected {tuple(current.shape)}"
                 )
             setattr(self, name, value.to(device=current.device, dtype=current.dtype).clone())
+
+
+def refuse_non_finite(bad: torch.Tensor, name: str) -> None:
+    """Raise NonFiniteError when ``bad`` (bool, batch first: NaN/inf at a pixel the metric counts) is set anywhere.
+
+    The metrics never average NaN: one NaN prediction would turn the whole split's mean into NaN. The message
+    gives the pixel count and the batch items; the evaluation loop adds the sample ids.
+    """
+    if torch.compiler.is_compiling() or not bool(bad.any()):
+        return
+    per_item = bad.reshape(bad.shape[0], -1).sum(dim=1)
+    items = [int(i) for i in torch.nonzero(per_item).flatten()]
+    error = NonFiniteError(
+        f"{name} is NaN/inf at {int(per_item.sum())} evaluated pixels, in batch items {items[:10]}; a NaN "
+        "prediction would make the whole split's mean NaN, so it is refused (check the inputs and the weights)"
+    )
+    error.batch_items = items
+    raise error

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, ShapeError
-from ._base import Metric
+from ._base import Metric, refuse_non_finite
 
 __all__ = ["BoundaryFScore", "label_boundaries"]
 
@@ -114,6 +114,11 @@ class BoundaryFScore(Metric):
         if pred.dim() == 4:
             if pred.shape[1] != self.num_classes:
                 raise ShapeError(f"logits pred {tuple(pred.shape)} must have {self.num_classes} channels")
+            if pred.shape[:1] + pred.shape[2:] == target.shape:
+                counted = torch.ones_like(target, dtype=torch.bool)
+                if self.ignore_index is not None:
+                    counted = target != self.ignore_index
+                refuse_non_finite((~torch.isfinite(pred)).any(dim=1) & counted.to(pred.device), "pred logits")
             pred = pred.argmax(1)
         if pred.shape != target.shape or pred.is_floating_point():
             raise ShapeError(

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..data.sample import depth_valid_mask
 from ..errors import ConfigError, ShapeError
-from ._base import Metric
+from ._base import Metric, refuse_non_finite
 
 __all__ = [
     "DepthMetrics",
@@ -373,6 +373,8 @@ class DepthMetrics(Metric):
 
         Raises:
             ShapeError: shapes differ (resize the prediction to the GT size first).
+            NonFiniteError: the prediction is NaN/inf at a valid pixel (names the batch items); NaN is never
+                averaged into the metrics. Non-finite predictions at invalid pixels are ignored like the pixels.
         """
         pred = self._as_b1hw(pred, "pred depth")
         target = self._as_b1hw(target, "target depth")
@@ -388,6 +390,7 @@ class DepthMetrics(Metric):
         gt = target.detach().double()
         pr = pred.detach().to(device=gt.device, dtype=torch.float64)
         mask = self._valid_mask(gt, valid)
+        refuse_non_finite(~torch.isfinite(pr) & mask, "pred depth")
         count = mask.sum(dim=(1, 2, 3)).double()  # (B,)
         ratio_sum = gt.new_zeros(())
         ratio_sq_sum = gt.new_zeros(())

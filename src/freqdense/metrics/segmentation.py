@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import ConfigError, DataError, ShapeError
-from ._base import Metric
+from ._base import Metric, refuse_non_finite
 
 __all__ = ["ConfusionMatrix"]
 
@@ -102,6 +102,7 @@ class ConfusionMatrix(Metric):
         Raises:
             ShapeError: the shapes do not fit each other or ``num_classes``.
             DataError: a label (or predicted id) lies outside ``[0, num_classes)`` and is not ``ignore_index``.
+            NonFiniteError: NaN/inf logits at a pixel that is not ignored (names the batch items).
         """
         if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
             raise ShapeError("ConfusionMatrix.update expects torch tensors for pred and target")
@@ -113,6 +114,8 @@ class ConfusionMatrix(Metric):
                     f"logits pred {tuple(pred.shape)} must be (B, {self.num_classes}, H, W) for target "
                     f"{tuple(target.shape)}; resize logits to the label size before the metric"
                 )
+            counted = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target).bool()
+            refuse_non_finite((~torch.isfinite(pred)).any(dim=1) & counted.to(pred.device), "pred logits")
             pred = pred.argmax(dim=1)
         elif pred.dim() == target.dim():
             if pred.is_floating_point():

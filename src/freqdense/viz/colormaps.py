@@ -57,12 +57,25 @@ def _as_palette(palette: ArrayLike) -> np.ndarray:
     return np.clip(np.rint(pal), 0, 255).astype(np.uint8)
 
 
-def _as_rgb_uint8(image: ArrayLike) -> np.ndarray:
-    """(3, H, W) float in [0, 1] (tensor convention) or (H, W, 3) uint8/float -> (H, W, 3) uint8."""
+def _as_rgb_uint8(image: ArrayLike, hw: tuple[int, ...] | None = None) -> np.ndarray:
+    """(3, H, W) float in [0, 1] (tensor convention) or (H, W, 3) uint8/float -> (H, W, 3) uint8.
+
+    A (3, N, 3) array fits both layouts (an image 3 px wide, or 3 px high). ``hw``, the size the image must have
+    (e.g. its label map's), decides where only one layout gives it; otherwise a torch tensor or a float array is
+    channels-first (the tensor convention) and a uint8 array channels-last.
+    """
     arr = _to_numpy(image)
     while arr.ndim > 3 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[2] != 3:
+    channels_first = arr.ndim == 3 and arr.shape[0] == 3
+    if channels_first and arr.shape[2] == 3:  # ambiguous
+        fits_first = hw is not None and tuple(arr.shape[1:]) == tuple(hw)
+        fits_last = hw is not None and tuple(arr.shape[:2]) == tuple(hw)
+        if fits_first != fits_last:
+            channels_first = fits_first
+        else:
+            channels_first = isinstance(image, torch.Tensor) or arr.dtype != np.uint8
+    if channels_first:
         arr = arr.transpose(1, 2, 0)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ShapeError(f"image must be (3, H, W) or (H, W, 3) RGB, got shape {arr.shape}")
@@ -233,8 +246,8 @@ def overlay(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"overlay alpha must be in [0, 1], got {alpha}")
-    rgb = _as_rgb_uint8(image)
     lab = _as_hw(labels, "labels")
+    rgb = _as_rgb_uint8(image, lab.shape)
     if lab.shape != rgb.shape[:2]:
         raise ShapeError(f"labels {lab.shape} and image {rgb.shape[:2]} differ in size; resize the labels (nearest)")
     colours = colorize_labels(lab, palette).astype(np.float64)
@@ -248,11 +261,11 @@ def overlay(
 
 
 def save_indexed_png(labels: ArrayLike, palette: ArrayLike, path: str | Path) -> Path:
-    """Save ``(H, W)`` class ids as a palette PNG (PIL mode ``"P"``): pixel values stay the class ids.
+    """Save ``(H, W)`` class ids as a palette PNG (PIL mode ``"P"``) atomically: pixel values stay the class ids.
 
     Index 255 (ignore) is black. Reading back with ``np.asarray(PIL.Image.open(path))`` returns the ids.
     """
-    from PIL import Image
+    from ..data.io import write_png_atomic
 
     lab = _as_hw(labels, "labels").astype(np.int64)
     pal = _as_palette(palette)
@@ -266,9 +279,7 @@ def save_indexed_png(labels: ArrayLike, palette: ArrayLike, path: str | Path) ->
         )
     full = np.zeros((256, 3), dtype=np.uint8)
     full[: len(pal)] = pal
-    image = Image.fromarray(lab.astype(np.uint8))  # mode "L"; putpalette turns it into "P", values unchanged
-    image.putpalette(full.reshape(-1).tolist())
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
+    # written atomically (temporary file, fsync, rename): an interrupted save never leaves a truncated PNG
+    write_png_atomic(lab.astype(np.uint8), path, palette=full.reshape(-1).tolist())
     return path

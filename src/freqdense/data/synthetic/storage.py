@@ -14,6 +14,11 @@ Layouts:
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so an interrupted run
 never leaves a half-written record, and concurrent DataLoader workers can share one cache.
+
+Every record is checked on read (:func:`check_record`): keys present, dtype and shape of each array against the
+requested size, finite depths and poses, labels in range; cache records also carry ``cache_version``. A cache record
+that fails is re-rendered (with a warning naming the file), never used; a ``data synth`` record that fails raises
+:class:`~freqdense.errors.DataError` naming the file and the array.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ __all__ = [
     "RECORD_KEYS",
     "write_record",
     "read_record",
+    "check_record",
+    "CACHE_RECORD_VERSION",
     "write_json",
     "cache_key",
     "default_cache_dir",
@@ -61,6 +68,64 @@ FORMAT_VERSION = 1
 RENDERER_VERSION = 1
 #: Every key of a full record, in group order.
 RECORD_KEYS: tuple[str, ...] = tuple(k for g in GROUPS for k in GROUP_KEYS[g])
+#: Version stamp stored in every render-cache record (key ``cache_version``); bump when the record layout changes.
+CACHE_RECORD_VERSION = 1
+_VERSION_KEY = "cache_version"
+
+_IMAGE = ("image", "image_right", "image_prev", "image_next")
+_DEPTH = ("depth", "sensor_depth")
+_POSE = ("pose_right", "pose_prev", "pose_next")
+
+
+def _expected(key: str, size: tuple[int, int]) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the encoded array ``key`` at ``size`` (what ``render_group`` returns)."""
+    h, w = size
+    if key in _IMAGE:
+        return (h, w, 3), np.dtype(np.uint8)
+    if key == "semantic":
+        return (h, w), np.dtype(np.uint8)
+    if key in _DEPTH:
+        return (h, w), np.dtype(np.float32)
+    if key in _POSE:
+        return (4, 4), np.dtype(np.float32)
+    if key == "baseline":
+        return (), np.dtype(np.float32)
+    if key == "sensor_affine":
+        return (2, 3), np.dtype(np.float64)
+    raise KeyError(key)
+
+
+def check_record(arrays: Mapping[str, np.ndarray], size: tuple[int, int], path: str | os.PathLike) -> None:
+    """Raise DataError naming ``path`` and the array when a record does not hold what rendering at ``size`` gives.
+
+    Checks each known key's dtype and shape, that depths are finite and >= 0 (0 = invalid), that poses, the
+    baseline and the sensor affine are finite (baseline > 0), and that labels are class ids or 255 (ignore).
+    """
+    for key, value in arrays.items():
+        if key == _VERSION_KEY or key not in RECORD_KEYS:
+            continue
+        shape, dtype = _expected(key, size)
+        if value.dtype != dtype or tuple(value.shape) != shape:
+            raise DataError(
+                f"{path}: array {key!r} is {value.dtype} {tuple(value.shape)}, expected {dtype} {shape} for size "
+                f"{list(size)}; delete the file and render it again"
+            )
+        if value.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(value)))
+            if bad:
+                raise DataError(f"{path}: array {key!r} holds {bad} non-finite values; delete it and render it again")
+            if key in _DEPTH and value.size and float(value.min()) < 0:
+                raise DataError(f"{path}: depth {key!r} holds negative values; delete it and render it again")
+            if key == "baseline" and not float(value) > 0:
+                raise DataError(f"{path}: 'baseline' is {float(value)}, must be > 0; delete it and render it again")
+        if key == "semantic":
+            ids = np.unique(value)
+            bad_ids = ids[(ids >= len(CLASSES)) & (ids != 255)]
+            if bad_ids.size:
+                raise DataError(
+                    f"{path}: 'semantic' holds ids {bad_ids[:10].tolist()} outside [0, {len(CLASSES)}) and not 255; "
+                    "delete it and render it again"
+                )
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = True) -> None:
@@ -84,11 +149,30 @@ def write_record(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> N
     _atomic_write(Path(path), lambda handle: np.savez(handle, **arrays))
 
 
-def read_record(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """Read a record, checking that ``keys`` are present; DataError names the file and the fix."""
+def read_record(
+    path: str | os.PathLike,
+    keys: tuple[str, ...] | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    version: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Read a record, checking that ``keys`` are present; DataError names the file and the fix.
+
+    With ``size``, every array is also checked by :func:`check_record`; with ``version``, the record's
+    ``cache_version`` must equal it (render-cache records).
+    """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"synthetic record {path} is empty (0 bytes); delete it and render it again")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds a single array, not an .npz record; delete it and render it again")
+        with loaded as data:
+            if version is not None:
+                found = int(data[_VERSION_KEY]) if _VERSION_KEY in data.files and data[_VERSION_KEY].size == 1 else None
+                if found != version:
+                    raise DataError(f"{path} has cache record version {found}, expected {version}; it is re-rendered")
             names = data.files if keys is None else keys
             missing = [k for k in names if k not in data.files]
             if missing:
@@ -96,11 +180,16 @@ def read_record(path: str | os.PathLike, keys: tuple[str, ...] | None = None) ->
                     f"{path} lacks {missing} (has {sorted(data.files)}); re-create it with `freqdense data synth` "
                     "or delete the cache directory"
                 )
-            return {k: data[k] for k in names}
+            arrays = {k: data[k] for k in names if k != _VERSION_KEY}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
         raise DataError(f"cannot read synthetic record {path}: {err}; delete it and render it again") from err
+    if size is not None:
+        check_record(arrays, size, path)
+    return arrays
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -128,26 +217,31 @@ class SampleCache:
         self.dir = Path(root) / cache_key(config, size, seed)
         self._config_written = (self.dir / "config.json").exists()
         self._meta = {"renderer": RENDERER_VERSION, "config": config.to_dict(), "size": list(size), "seed": seed}
+        self.size = (int(size[0]), int(size[1]))
 
     def path(self, split: str, index: int, group: str) -> Path:
         return self.dir / split / f"{index:06d}.{group}.npz"
 
     def get(self, split: str, index: int, group: str) -> dict[str, np.ndarray] | None:
-        """The cached record, or None when absent or unreadable (it is then re-rendered and overwritten)."""
+        """The cached record, or None when absent or invalid (it is then re-rendered and overwritten).
+
+        Invalid: unreadable, truncated, empty, not an .npz, another ``cache_version``, a key missing, or an array
+        of the wrong dtype/shape/values (:func:`check_record`); a warning names the file.
+        """
         path = self.path(split, index, group)
         try:
-            return read_record(path, GROUP_KEYS[group])
+            return read_record(path, GROUP_KEYS[group], size=self.size, version=CACHE_RECORD_VERSION)
         except FileNotFoundError:
             return None
         except DataError as err:
-            log.warning("ignoring a broken cache file: %s", err)
+            log.warning("re-rendering a bad render-cache record: %s", err)
             return None
 
     def put(self, split: str, index: int, group: str, arrays: Mapping[str, np.ndarray]) -> None:
         if not self._config_written:
             write_json(self.dir / "config.json", self._meta)
             self._config_written = True
-        write_record(self.path(split, index, group), arrays)
+        write_record(self.path(split, index, group), {**arrays, _VERSION_KEY: np.array(CACHE_RECORD_VERSION)})
 
 
 def dataset_meta(
@@ -224,7 +318,7 @@ def synthesize(
         path = split_dir / f"{index:06d}.npz"
         if path.exists():
             try:
-                read_record(path, RECORD_KEYS)
+                read_record(path, RECORD_KEYS, size=size)
                 if progress:
                     progress(index + 1, num_samples)
                 continue
