@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 
 def tiny_config(cache_dir, **overrides) -> dict:
     """A seconds-long multi-task run on 32x48 synthetic scenes with a slim ResNet-18."""
@@ -40,3 +44,10 @@ def _num_classes() -> int:
 
 
 NUM_CLASSES = _num_classes()
+
+
+def write_tiny_config(folder: Path, name: str = "cfg.yaml", **overrides) -> Path:
+    """Write :func:`tiny_config` (scene cache in ``folder/cache``) to ``folder/name``; returns the path."""
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump(tiny_config(Path(folder) / "cache", **overrides)))
+    return path

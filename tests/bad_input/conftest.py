@@ -12,6 +12,7 @@ asserts, through :func:`refused`:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -65,13 +66,6 @@ def unchanged():
 @pytest.fixture
 def write_config(tmp_path):
     """``write_config(name, **{"section.key": value})``: the tiny multi-task config of tests/tiny_config.py."""
-    import yaml
+    from tiny_config import write_tiny_config
 
-    from tiny_config import tiny_config
-
-    def write(name="cfg.yaml", **overrides):
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(tiny_config(tmp_path / "cache", **overrides)))
-        return path
-
-    return write
+    return functools.partial(write_tiny_config, tmp_path)

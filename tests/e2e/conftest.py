@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-import pytest
-import yaml
+import functools
 
-from tiny_config import NUM_CLASSES, tiny_config  # noqa: F401  (re-exported for the e2e tests)
+import pytest
+
+from tiny_config import NUM_CLASSES, tiny_config, write_tiny_config  # noqa: F401  (re-exported for the e2e tests)
 
 
 @pytest.fixture
@@ -13,9 +14,4 @@ def make_config():
 
 @pytest.fixture
 def write_config(tmp_path):
-    def write(name="cfg.yaml", **overrides):
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(tiny_config(tmp_path / "cache", **overrides)))
-        return path
-
-    return write
+    return functools.partial(write_tiny_config, tmp_path)

@@ -23,7 +23,7 @@ import yaml
 
 from ..config import build_config, config_to_dict, load_raw_config
 from ..errors import CheckpointError, FreqdenseError
-from ..models.convert import FORMATS, Conversion, convert
+from ..models.convert import Conversion, convert
 from ..tasks import build_task
 from .checkpoint import META_FILE, MODEL_FILE, json_safe
 from .train import model_meta
@@ -164,7 +164,3 @@ def _write(out: Path, conv: Conversion, meta: dict[str, Any], cfg: Any, report: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def formats_help() -> str:
-    return "; ".join(f"{name}: {what}" for name, (_, what) in FORMATS.items())

@@ -27,6 +27,7 @@ __all__ = [
     "to_device",
     "autocast_context",
     "show_progress",
+    "tta_options",
 ]
 
 
@@ -86,6 +87,16 @@ def check_batch_inputs(batch: Any, inputs: Sequence[str], index: int) -> None:
 
 
 @torch.no_grad()
+def tta_options(eval_cfg: Any) -> dict[str, Any]:
+    """The multi-scale / flip keywords of :func:`evaluate` from a config's ``eval`` section."""
+    return {
+        "scales": eval_cfg.scales,
+        "flip": eval_cfg.flip,
+        "average": eval_cfg.average,
+        "align_corners": eval_cfg.align_corners,
+    }
+
+
 def evaluate(
     model: nn.Module,
     task: Task,
@@ -209,9 +220,6 @@ def evaluate_checkpoint(
         loader,
         device=dev,
         amp=cfg.train.amp,
-        scales=cfg.eval.scales,
-        flip=cfg.eval.flip,
-        average=cfg.eval.average,
-        align_corners=cfg.eval.align_corners,
+        **tta_options(cfg.eval),
     )
     return {"checkpoint": meta["checkpoint_dir"], "step": meta.get("step"), "split": split, "metrics": metrics}

@@ -35,7 +35,7 @@ from .checkpoint import (
 )
 from .data import build_dataset, eval_loader, preflight, train_loader
 from .distributed import init_distributed, wrap_model
-from .evaluate import autocast_context, evaluate, show_progress, to_device
+from .evaluate import autocast_context, evaluate, show_progress, to_device, tta_options
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, load_scheduler_state
 from .run_config import CONFIG_FILE, check_resume_config, stored_config
@@ -388,10 +388,7 @@ def train(
                     info=info,
                     max_batches=cfg.eval.max_batches,
                     amp=cfg.train.amp,
-                    scales=cfg.eval.scales,
-                    flip=cfg.eval.flip,
-                    average=cfg.eval.average,
-                    align_corners=cfg.eval.align_corners,
+                    **tta_options(cfg.eval),
                 )
                 logger.log("eval", step, metrics)
                 if info.is_main:
@@ -413,10 +410,7 @@ def train(
             info=info,
             max_batches=cfg.eval.max_batches,
             amp=cfg.train.amp,
-            scales=cfg.eval.scales,
-            flip=cfg.eval.flip,
-            average=cfg.eval.average,
-            align_corners=cfg.eval.align_corners,
+            **tta_options(cfg.eval),
         )
     result = {"step": step, "val": metrics, "best": best}
     if info.is_main:

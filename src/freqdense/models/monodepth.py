@@ -33,6 +33,7 @@ from .._checks import check_shape
 from ..errors import CheckpointError, ConfigError, ShapeError
 from ._dense import register_normalization
 from ._registry import register_model
+from ._state_dict import check_state_dict, complete_state_dict, read_checkpoint_file
 from .backbones import create_backbone
 
 log = logging.getLogger(__name__)
@@ -363,10 +364,7 @@ def monodepth2_state_dicts(model: MonodepthModel, *, height: int = 192, width: i
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (any unreadable file: name it)
-        raise CheckpointError(f"cannot read Monodepth2 weights {str(path)!r}: {err}") from None
+    state = read_checkpoint_file(path)
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(path)!r} does not hold a state dict (got {type(state).__name__})")
     return state
@@ -419,23 +417,9 @@ def load_monodepth2_weights(
             if not key.startswith(prefix) or not isinstance(value, Tensor):
                 raise CheckpointError(f"{where}: unexpected entry {key!r}; is this a Monodepth2 {stem}.pth?")
             tensors[key[len(prefix) :]] = value
-        expected = module.state_dict()
-        missing = [k for k in expected if k not in tensors and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in tensors if k not in expected]
-        shapes = [
-            f"{k}: file {tuple(v.shape)}, model {tuple(expected[k].shape)}"
-            for k, v in tensors.items()
-            if k in expected and v.shape != expected[k].shape
-        ]
-        if missing or unexpected or shapes:
-            raise CheckpointError(
-                f"{where} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                f"shape mismatches {shapes[:5]}; build monodepth with the checkpoint's backbone (num_layers) and "
-                "base width"
-            )
-        for k, v in expected.items():
-            tensors.setdefault(k, v)
-        module.load_state_dict(tensors, strict=True)
+        hint = "Build monodepth with the checkpoint's backbone (num_layers) and base width"
+        check_state_dict(module, tensors, where, hint=hint)
+        module.load_state_dict(complete_state_dict(module, tensors), strict=True)
         loaded.append(stem)
     log.info("loaded Monodepth2 weights: %s", ", ".join(loaded))
     return loaded
