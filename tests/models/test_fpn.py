@@ -76,8 +76,10 @@ def test_interleave_concat_layout():
 
 
 def test_bad_fusion_and_dilated_backbone_are_refused():
-    with pytest.raises(ConfigError, match="fusion must be one of"):
-        create_model("fpn", fusion="carafe", **SMALL)
+    with pytest.raises(
+        ConfigError, match=r"unknown up-sampler 'carafee' \(did you mean 'carafe'\?\); the family: bilinear"
+    ):
+        create_model("fpn", fusion="carafee", **SMALL)
     m = create_model("fpn", fusion="freqfusion", **{**SMALL, "backbone_kwargs": {"base_width": 8, "output_stride": 16}})
     with pytest.raises(ConfigError, match="strides growing by 2"):
         m(torch.rand(1, 3, 64, 64))

@@ -59,11 +59,22 @@ def test_p6_to_p5_fusion_is_the_first_top_down_step():
 def test_bad_configuration_and_inputs_are_named():
     with pytest.raises(ConfigError, match="num_outs"):
         FreqFusionFPNNeck(R50, 256, 3)
-    with pytest.raises(ConfigError, match="fusion must be one of"):
-        FreqFusionFPNNeck(R50, 256, 5, fusion="carafe")
+    with pytest.raises(ConfigError, match="unknown up-sampler 'freq_fusion'.*the family: bilinear, nearest"):
+        FreqFusionFPNNeck(R50, 256, 5, fusion="freq_fusion")
+    with pytest.raises(ConfigError, match=r"start_level must be in \[0, 3\]"):
+        FreqFusionFPNNeck(R50, 256, 5, start_level=4)
     neck = FreqFusionFPNNeck((4, 8), 8, 3, compress_ratio=2)
     with pytest.raises(ShapeError, match=r"channels \(4, 8\)"):
         neck([torch.randn(1, 4, 8, 8), torch.randn(1, 4, 4, 4)])
+
+
+def test_start_level_skips_the_finest_levels_as_fcos_necks_do():
+    # FCOS / RetinaNet: C3..C5 plus two extra levels (P6 from C5, P7 from P6), four top-down fusions
+    neck = FreqFusionFPNNeck((8, 16, 32, 64), 8, 5, start_level=1, fusion="bilinear")
+    assert len(neck.lateral_convs) == 5 and neck.lateral_convs[0].in_channels == 16
+    feats = [torch.randn(1, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate((8, 16, 32, 64))]
+    outs = neck(feats)
+    assert [tuple(o.shape[-2:]) for o in outs] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
 
 
 # --- SegFormerHead(integration="segnext"): the official SegNeXt FreqFusion integration on raw stages ---------------

@@ -16,7 +16,6 @@ Table 2 (layer4 keeps its stride, output stride 32; see docs/models/deeplabv3plu
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -26,13 +25,15 @@ import torch.nn.functional as F
 
 from .._checks import check_shape
 from ..errors import ConfigError, ShapeError
+from ..nn.upsamplers import build_upsampler
 from ._dense import register_normalization
 from ._registry import register_model
 from .backbones import create_backbone
+from .decoders._fusion import check_fusion
 
 __all__ = ["ASPP", "DeepLabV3Plus", "DeepLabV3PlusDecoder", "Fusion", "Accounting", "deeplabv3plus"]
 
-Fusion = Literal["bilinear", "freqfusion"]
+Fusion = str  # a member of the up-sampler family (freqdense.nn.upsamplers.UPSAMPLERS)
 Accounting = Literal["standard", "paper"]
 
 #: ASPP atrous rates per output stride (DeepLab v3 rule: rates scale inversely with the stride).
@@ -106,12 +107,13 @@ class DeepLabV3PlusDecoder(nn.Module):
         low_proj_channels: width of the low-level projection (48).
         channels: width of the two 3x3 convolutions (256).
         fusion: how the ASPP output reaches the low-level resolution. ``"bilinear"``: bilinear resize
-            (``align_corners=True``), as the paper. ``"freqfusion"``: bilinear 2x to half the low-level size, then
-            one :class:`freqdense.nn.FreqFusion` step (hr = projected low-level feature, lr = ASPP output); its
+            (``align_corners=True``), as the paper. Any other member of the up-sampler family
+            (:data:`freqdense.nn.upsamplers.UPSAMPLERS`, e.g. ``"freqfusion"``): bilinear to half the low-level size,
+            then one 2x step of that up-sampler (hr = projected low-level feature, lr = ASPP output); its
             ``(hr_feat, lr_feat)`` outputs are concatenated in the decoder's order ``[lr, hr]`` (the "concat"
             integration, docs/reference_code.md#freqfusion-integrations-upstream), so the convolutions after it are
-            unchanged. For odd low-level sizes the lr size is ``ceil(H / 2)`` and FreqFusion pads and crops.
-        fusion_kwargs: extra keywords for ``FreqFusion`` (e.g. ``compressed_channels``).
+            unchanged. For odd low-level sizes the lr size is ``ceil(H / 2)`` and the up-sampler pads and crops.
+        fusion_kwargs: extra keywords for the up-sampler (e.g. FreqFusion's ``compressed_channels``).
 
     ``forward(aspp_out, low_level)``: ``(B, aspp_channels, h, w)``, ``(B, low_channels, H, W)`` ->
     ``(B, num_classes, H, W)`` logits at the low-level resolution.
@@ -129,16 +131,14 @@ class DeepLabV3PlusDecoder(nn.Module):
         fusion_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if fusion not in ("bilinear", "freqfusion"):
-            raise ConfigError(f"decoder fusion must be 'bilinear' or 'freqfusion', got {fusion!r}")
-        self.fusion_mode = fusion
+        self.fusion_mode = check_fusion(fusion)
         self.conv1 = nn.Conv2d(low_channels, low_proj_channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(low_proj_channels)
         self.relu = nn.ReLU(inplace=True)
-        if fusion == "freqfusion":
-            self.fusion = _freq_fusion_class()(low_proj_channels, aspp_channels, **dict(fusion_kwargs or {}))
+        if fusion != "bilinear":
+            self.fusion = build_upsampler(fusion, low_proj_channels, aspp_channels, **dict(fusion_kwargs or {}))
         elif fusion_kwargs:
-            raise ConfigError("fusion_kwargs only apply with fusion='freqfusion'; remove them or set the fusion")
+            raise ConfigError("fusion_kwargs do not apply to fusion='bilinear'; remove them or set the fusion")
         self.last_conv = nn.Sequential(
             *_conv_bn_relu(aspp_channels + low_proj_channels, channels, 3),
             nn.Dropout(0.5),
@@ -149,8 +149,8 @@ class DeepLabV3PlusDecoder(nn.Module):
 
     def forward(self, aspp_out: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         low = self.relu(self.bn1(self.conv1(low_level)))
-        if self.fusion_mode == "freqfusion":
-            high, low = self._freq_fuse(aspp_out, low)
+        if self.fusion_mode != "bilinear":
+            high, low = self._fuse(aspp_out, low)
         else:
             high = F.interpolate(aspp_out, size=low.shape[-2:], mode="bilinear", align_corners=True)
         return self.last_conv(torch.cat([high, low], dim=1))
@@ -168,22 +168,11 @@ class DeepLabV3PlusDecoder(nn.Module):
             (classifier, None, (second,)),
         ]
 
-    def _freq_fuse(self, aspp_out: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fuse(self, aspp_out: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = low.shape[-2:]
         lr = F.interpolate(aspp_out, size=((h + 1) // 2, (w + 1) // 2), mode="bilinear", align_corners=True)
-        out = self.fusion(low, lr)  # odd sizes: FreqFusion pads to 2x and crops back itself
+        out = self.fusion(low, lr)  # odd sizes: the up-sampler pads to 2x and crops back itself
         return out.lr_feat, out.hr_feat
-
-
-def _freq_fusion_class() -> type[nn.Module]:
-    try:
-        module = importlib.import_module("freqdense.nn.freq_fusion")
-    except ModuleNotFoundError as err:
-        raise ConfigError(
-            "fusion='freqfusion' needs freqdense.nn.freq_fusion.FreqFusion, which is not available in this install; "
-            "use fusion='bilinear'"
-        ) from err
-    return module.FreqFusion
 
 
 def _apply_multi_grid(layer4: nn.Sequential, base: int, grid: Sequence[int]) -> None:
@@ -331,8 +320,9 @@ def deeplabv3plus(
             untruncated size at 513 with output stride 4 low-level features, 65 or 33 truncated). ``None``: the
             decoder runs at the low-level feature's size.
         grid_mode: feature resizing onto the grid (see :func:`freqdense.spectral.resize_to_grid`).
-        fusion: ``"bilinear"`` or ``"freqfusion"`` upsampling of the ASPP output (see :class:`DeepLabV3PlusDecoder`).
-        fusion_kwargs: keywords for FreqFusion.
+        fusion: upsampling of the ASPP output, ``"bilinear"`` or an up-sampler name (see
+            :class:`DeepLabV3PlusDecoder`).
+        fusion_kwargs: keywords for the up-sampler.
         multi_grid: layer4 dilation multipliers at output stride 8/16 (jfzhang95: (1, 2, 4)); ``None`` keeps the
             torchvision dilations. Not applied at output stride 32.
         aspp_rates: ASPP dilations (default by output stride: 8 -> 12/24/36, 16 -> 6/12/18, 32 -> 3/6/9).

@@ -107,14 +107,15 @@ def fpn(
     pretrained: str | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> EncoderDecoder:
-    """FPN model; ``fusion="freqfusion"`` replaces every top-down bilinear upsampling with FreqFusion (add).
+    """FPN model; ``fusion`` picks the top-down up-sampler (``"freqfusion"``: FreqFusion, "add" integration).
 
     Args:
-        backbone: registered backbone name; its levels must have strides growing by 2 for FreqFusion.
+        backbone: registered backbone name; its levels must have strides growing by 2 for the learned up-samplers.
         tasks: subset of ``("semantic", "depth")``: segmentation, depth, or both on a shared decoder.
         num_classes: semantic classes.
-        fusion: ``"bilinear"`` or ``"freqfusion"``.
-        fusion_kwargs: keywords of ``freqdense.nn.FreqFusion`` (e.g. ``{feature_resample: true}``).
+        fusion: up-sampler name (:data:`freqdense.nn.upsamplers.UPSAMPLERS`): ``"bilinear"``, ``"freqfusion"``,
+            ``"carafe"``, ``"dysample"``, ``"sapa"``, ...
+        fusion_kwargs: keywords of the up-sampler (e.g. FreqFusion's ``{feature_resample: true}``).
         decoder_channels: FPN width.
         compress_ratio: FreqFusion ``compressed_channels = 2 * decoder_channels // compress_ratio`` unless set in
             ``fusion_kwargs``.

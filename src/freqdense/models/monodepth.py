@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .._checks import check_shape
 from ..errors import CheckpointError, ConfigError, ShapeError
+from ..nn.upsamplers import build_upsampler, check_upsampler, upsampler_class
 from ._dense import register_normalization
 from ._registry import register_model
 from ._state_dict import check_state_dict, complete_state_dict, read_checkpoint_file
@@ -125,6 +126,11 @@ class DepthDecoder(nn.Module):
         decoder_channels: widths at scales 0..4.
         num_output_channels: channels of each disparity map.
         use_skips: concatenate encoder features.
+        upsampler: the 2x step of every stage, a member of the up-sampler family
+            (:data:`freqdense.nn.upsamplers.UPSAMPLERS`); ``"nearest"`` is Monodepth2's. A guided member gets the
+            stage's skip feature as its guide; the last stage has no skip, so a guided member falls back to nearest
+            there. Other members add ``upsamplers.{0..4}`` (stage 4 first) to the state dict.
+        upsampler_kwargs: keywords of the up-sampler.
 
     ``decoder`` holds the ConvBlocks in the order (4,0), (4,1), (3,0), ... (0,1), then one disparity conv per
     scale in ``scales`` order, as Monodepth2's ``nn.ModuleList(convs.values())``.
@@ -138,6 +144,8 @@ class DepthDecoder(nn.Module):
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
         num_output_channels: int = 1,
         use_skips: bool = True,
+        upsampler: str = "nearest",
+        upsampler_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 5 or len(decoder_channels) != 5:
@@ -158,6 +166,19 @@ class DepthDecoder(nn.Module):
             layers.append(_ConvBlock(cin, dec[i]))
         layers += [_Conv3x3(dec[s], num_output_channels) for s in self.scales]
         self.decoder = nn.ModuleList(layers)
+        self.upsampler = check_upsampler(upsampler)
+        self.upsamplers = None
+        if upsampler != "nearest":
+            guided = upsampler_class(upsampler).guided
+            self.upsamplers = nn.ModuleList(
+                build_upsampler(
+                    upsampler if not (guided and (i == 0 or not use_skips)) else "nearest",
+                    enc[i - 1] if i > 0 and use_skips else dec[i],
+                    dec[i],
+                    **(dict(upsampler_kwargs or {}) if not (guided and (i == 0 or not use_skips)) else {}),
+                )
+                for i in range(4, -1, -1)
+            )
 
     def forward(self, features: Sequence[Tensor]) -> dict[int, Tensor]:
         """Encoder features (finest first) -> {scale: (B, C_out, H/2^s, W/2^s) sigmoid disparity}."""
@@ -167,10 +188,16 @@ class DepthDecoder(nn.Module):
             x = self.decoder[2 * k](x)
             if i > 0 and self.use_skips:
                 skip = features[i - 1]
-                x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+                if self.upsamplers is None:
+                    x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+                else:
+                    fused = self.upsamplers[k](skip, x)
+                    x, skip = fused.lr_feat, fused.hr_feat
                 x = torch.cat([x, skip], dim=1)
-            else:
+            elif self.upsamplers is None:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            else:
+                x = self.upsamplers[k].upsample(x)
             x = self.decoder[2 * k + 1](x)
             if i in self.scales:
                 out[i] = torch.sigmoid(self.decoder[10 + self.scales.index(i)](x))
@@ -234,6 +261,8 @@ class MonodepthModel(nn.Module):
         min_depth: float = 0.1,
         max_depth: float = 100.0,
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
+        upsampler: str = "nearest",
+        upsampler_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not 0 < min_depth < max_depth:
@@ -242,7 +271,13 @@ class MonodepthModel(nn.Module):
             raise ConfigError(f"monodepth scales must include 0 (the full-resolution depth), got {list(scales)}")
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.backbone = backbone
-        self.depth_decoder = DepthDecoder(backbone.out_channels, scales, decoder_channels=decoder_channels)
+        self.depth_decoder = DepthDecoder(
+            backbone.out_channels,
+            scales,
+            decoder_channels=decoder_channels,
+            upsampler=upsampler,
+            upsampler_kwargs=upsampler_kwargs,
+        )
         self.scales = self.depth_decoder.scales
         self.pose_encoder = pose_encoder
         self.pose_decoder = PoseDecoder(pose_encoder.out_channels) if pose_encoder is not None else None
@@ -294,6 +329,8 @@ def monodepth(
     max_depth: float = 100.0,
     scales: Sequence[int] = (0, 1, 2, 3),
     decoder_channels: Sequence[int] = DECODER_CHANNELS,
+    upsampler: str = "nearest",
+    upsampler_kwargs: dict[str, Any] | None = None,
 ) -> MonodepthModel:
     """Monodepth2 depth + pose networks (Freq-aware depth's baseline; separate ResNet pose encoder on frame pairs).
 
@@ -308,6 +345,9 @@ def monodepth(
         max_depth: depth of disparity 0.
         scales: disparity scales of the decoder (must include 0).
         decoder_channels: decoder widths at scales 0..4.
+        upsampler: the decoder's 2x step (Monodepth2: ``"nearest"``; any member of the up-sampler family, see
+            :class:`DepthDecoder`).
+        upsampler_kwargs: keywords of the up-sampler.
     """
     if num_layers is not None:
         if int(num_layers) not in (18, 34, 50, 101):
@@ -330,6 +370,8 @@ def monodepth(
         min_depth=min_depth,
         max_depth=max_depth,
         decoder_channels=decoder_channels,
+        upsampler=upsampler,
+        upsampler_kwargs=upsampler_kwargs,
     )
 
 

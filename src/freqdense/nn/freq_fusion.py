@@ -12,7 +12,7 @@ docs/methods/freqfusion.md.
 from __future__ import annotations
 
 import logging
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,9 @@ class FreqFusionOutput(NamedTuple):
 
 class FreqFusion(nn.Module):
     """Fuse a high-resolution and a 2x coarser feature with adaptive low/high-pass filters and offsets.
+
+    A member of the up-sampler family (:mod:`freqdense.nn.upsamplers`, name ``"freqfusion"``): its output has the
+    family's ``hr_feat`` and ``lr_feat`` fields.
 
     The keywords and defaults are the official ones; only the last two keyword-only arguments are additions.
 
@@ -83,6 +86,9 @@ class FreqFusion(nn.Module):
         >>> tuple(out.mask.shape), tuple(out.hr_feat.shape), tuple(out.lr_feat.shape)
         ((1, 25, 16, 16), (1, 32, 16, 16), (1, 64, 16, 16))
     """
+
+    name: ClassVar[str] = "freqfusion"
+    guided: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -302,6 +308,13 @@ class FreqFusion(nn.Module):
         if use_checkpoint and torch.is_grad_enabled():
             return FreqFusionOutput(*checkpoint(self._forward, hr_feat, lr_feat, use_reentrant=False))
         return self._forward(hr_feat, lr_feat)
+
+    def upsample(self, lr_feat: torch.Tensor) -> torch.Tensor:
+        """The family's guide-free path; FreqFusion needs the high-resolution feature, so this refuses."""
+        raise ConfigError(
+            "freqfusion is guided by the high-resolution feature; call it as module(hr, lr), or pick an unguided "
+            "up-sampler (bilinear, nearest, deconv, pixel_shuffle, carafe, dysample*)"
+        )
 
 
 def _nearest(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

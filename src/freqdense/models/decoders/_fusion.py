@@ -1,23 +1,26 @@
-"""Shared pieces of the FPN and SegFormer-style decoders: conv-BN-ReLU, the lazy FreqFusion import, size matching.
+"""Shared pieces of the FPN and SegFormer-style decoders: conv-BN-ReLU, the up-sampler family, size matching.
 
-``FreqFusion`` (``freqdense.nn.freq_fusion``) fuses a level with one of half its size (floor or ceil per axis; it
-pads odd sizes itself), so backbones whose levels do not halve (dilated ResNets) are refused with a hint.
+A decoder's ``fusion`` names any member of :mod:`freqdense.nn.upsamplers` (bilinear, nearest, deconv, pixel_shuffle,
+carafe, indexnet, a2u, fade, sapa, dysample*, freqfusion). Every member fuses a level with one of half its size (floor
+or ceil per axis), so backbones whose levels do not halve (dilated ResNets) are refused with a hint.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import ConfigError
+from ...nn.upsamplers import UPSAMPLERS, build_upsampler, check_upsampler
 
-__all__ = ["ConvBNReLU", "Fusion", "FUSIONS", "build_freqfusion", "freqfusion_step", "upsample_like"]
+__all__ = ["ConvBNReLU", "Fusion", "FUSIONS", "build_fusion", "fusion_step", "upsample_like"]
 
-Fusion = Literal["bilinear", "freqfusion"]
-FUSIONS = ("bilinear", "freqfusion")
+#: A member name of the up-sampler family (``FUSIONS``).
+Fusion = str
+FUSIONS: tuple[str, ...] = UPSAMPLERS
 
 
 class ConvBNReLU(nn.Sequential):
@@ -32,21 +35,27 @@ class ConvBNReLU(nn.Sequential):
 
 
 def check_fusion(fusion: str) -> str:
-    if fusion not in FUSIONS:
-        raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-    return fusion
-
-
-def build_freqfusion(hr_channels: int, lr_channels: int, fusion_kwargs: dict[str, Any] | None) -> nn.Module:
-    """``FreqFusion(hr_channels, lr_channels, **fusion_kwargs)``, imported lazily from ``freqdense.nn.freq_fusion``."""
+    """``fusion`` if it names a member of the up-sampler family, else a ConfigError listing the family."""
     try:
-        from ...nn.freq_fusion import FreqFusion
-    except ImportError as err:  # pragma: no cover - only while the module is missing
-        raise ConfigError(
-            "fusion='freqfusion' needs freqdense.nn.freq_fusion.FreqFusion, which could not be imported "
-            f"({err}); use fusion='bilinear' or install a freqdense version that ships it"
-        ) from err
-    return FreqFusion(int(hr_channels), int(lr_channels), **dict(fusion_kwargs or {}))
+        return check_upsampler(fusion)
+    except ConfigError as err:
+        raise ConfigError(f"decoder fusion: {err}") from None
+
+
+def build_fusion(
+    fusion: str,
+    hr_channels: int,
+    lr_channels: int,
+    fusion_kwargs: dict[str, Any] | None,
+    *,
+    compressed_channels: int | None = None,
+) -> nn.Module:
+    """Build up-sampler ``fusion`` for one decoder step; ``compressed_channels`` is the decoder's default for
+    FreqFusion (keys in ``fusion_kwargs`` win), ignored by the other members."""
+    kwargs = dict(fusion_kwargs or {})
+    if fusion == "freqfusion" and compressed_channels is not None:
+        kwargs = {"compressed_channels": max(1, int(compressed_channels)), **kwargs}
+    return build_upsampler(fusion, hr_channels, lr_channels, **kwargs)
 
 
 def upsample_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -56,17 +65,15 @@ def upsample_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def freqfusion_step(
-    module: nn.Module, hr: torch.Tensor, lr: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run ``module(hr, lr)`` after checking ``lr`` is half of ``hr`` (up to rounding); returns (mask, hr, lr_up)."""
+def fusion_step(module: nn.Module, hr: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``module(hr, lr)`` after checking ``lr`` is half of ``hr`` (up to rounding); returns ``(hr_out, lr_up)``."""
     h, w = hr.shape[-2:]
     th, tw = 2 * lr.shape[-2], 2 * lr.shape[-1]
     if abs(th - h) > 1 or abs(tw - w) > 1:
+        name = getattr(module, "name", type(module).__name__)
         raise ConfigError(
-            f"FreqFusion fuses a level with twice the resolution of the coarser one; got fine {tuple(hr.shape[-2:])} "
-            f"and coarse {tuple(lr.shape[-2:])}. Use a backbone whose levels have strides growing by 2 "
-            "(e.g. ResNet with output_stride=32) or fusion='bilinear'"
+            f"the {name} up-sampler fuses a level with twice the resolution of the coarser one; got fine "
+            f"{tuple(hr.shape[-2:])} and coarse {tuple(lr.shape[-2:])}. Use a backbone whose levels have strides "
+            "growing by 2 (e.g. ResNet with output_stride=32) or fusion='bilinear'"
         )
-    mask, hr_out, lr_up = module(hr, lr)  # FreqFusion pads odd sizes itself and crops back to hr's size
-    return mask, hr_out, lr_up
+    return module(hr, lr)

@@ -1,10 +1,10 @@
-"""FPN decoder whose top-down upsampling is bilinear or FreqFusion (Chen et al., TPAMI 2024, "add" integration).
+"""FPN decoder whose top-down upsampling is any member of the up-sampler family (FreqFusion: "add" integration).
 
 Structure (Lin et al. 2017 + the semantic-FPN merge of Kirillov et al. 2019):
 
 1. lateral 1x1 convs bring every backbone level to ``channels``;
-2. top-down, coarse to fine: ``P_i = L_i + up(P_{i+1})``. With ``fusion="freqfusion"`` the step is
-   ``mask, hr, lr = FreqFusion(hr=L_i, lr=P_{i+1}); P_i = hr + lr`` as in the official mmdet neck
+2. top-down, coarse to fine: ``out = U(hr=L_i, lr=P_{i+1}); P_i = out.hr_feat + out.lr_feat`` for up-sampler
+   ``U = fusion`` (bilinear: ``P_i = L_i + up(P_{i+1})``). With ``fusion="freqfusion"`` this is the official mmdet neck
    ``FreqFusionCARAFEFPN`` (docs/reference_code.md#freqfusion-integrations-upstream): the module low-pass upsamples the
    coarse feature and high-pass enhances the lateral one, the add happens here;
 3. a 3x3 conv-BN-ReLU per level;
@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import ConfigError, ShapeError
-from ._fusion import ConvBNReLU, Fusion, build_freqfusion, check_fusion, freqfusion_step, upsample_like
+from ._fusion import ConvBNReLU, Fusion, build_fusion, check_fusion, fusion_step, upsample_like
 
 __all__ = ["FPNDecoder"]
 
@@ -34,15 +34,16 @@ class FPNDecoder(nn.Module):
     Args:
         in_channels: channels of the backbone levels, finest first (``backbone.out_channels``).
         channels: FPN width.
-        fusion: ``"bilinear"`` (``align_corners=False``) or ``"freqfusion"``.
-        fusion_kwargs: keywords for every ``FreqFusion(channels, channels, ...)``; ``compressed_channels``
-            defaults to ``2 * channels // compress_ratio`` (the mmdet neck's rule).
+        fusion: up-sampler name (:data:`freqdense.nn.upsamplers.UPSAMPLERS`), default ``"bilinear"``
+            (``align_corners=False``).
+        fusion_kwargs: keywords for every up-sampler ``U(channels, channels, ...)``; for FreqFusion
+            ``compressed_channels`` defaults to ``2 * channels // compress_ratio`` (the mmdet neck's rule).
         compress_ratio: see ``fusion_kwargs`` (8 in the official FPN configs: 64 for 256 channels).
         merge: ``"sum"`` (semantic-FPN merge of all levels) or ``"finest"``.
 
     Attributes:
-        fusions: ``nn.ModuleList`` of the ``len(in_channels) - 1`` FreqFusion modules, ``fusions[i]`` fusing
-            level ``i`` with level ``i + 1`` (empty for bilinear).
+        fusions: ``nn.ModuleList`` of the ``len(in_channels) - 1`` up-samplers, ``fusions[i]`` fusing level ``i``
+            with level ``i + 1`` (parameter-free for bilinear and nearest).
         out_channels: ``channels``.
     """
 
@@ -70,10 +71,10 @@ class FPNDecoder(nn.Module):
         self.merge = merge
         self.out_channels = c = int(channels)
         self.lateral = nn.ModuleList(nn.Conv2d(ci, c, 1) for ci in self.in_channels)
-        kwargs = {"compressed_channels": max(1, 2 * c // int(compress_ratio)), **dict(fusion_kwargs or {})}
         n = len(self.in_channels)
         self.fusions = nn.ModuleList(
-            build_freqfusion(c, c, kwargs) for _ in range(n - 1) if self.fusion == "freqfusion"
+            build_fusion(self.fusion, c, c, fusion_kwargs, compressed_channels=2 * c // int(compress_ratio))
+            for _ in range(n - 1)
         )
         self.output = nn.ModuleList(ConvBNReLU(c, c, 3) for _ in range(n if merge == "sum" else 1))
         self.fuse = ConvBNReLU(c, c, 3) if merge == "sum" else nn.Identity()
@@ -89,12 +90,8 @@ class FPNDecoder(nn.Module):
         laterals = [conv(f) for conv, f in zip(self.lateral, features)]
         pyramid = [laterals[-1]]
         for i in range(len(laterals) - 2, -1, -1):
-            coarse = pyramid[0]
-            if self.fusion == "freqfusion":
-                _, hr, lr = freqfusion_step(self.fusions[i], laterals[i], coarse)
-                pyramid.insert(0, hr + lr)
-            else:
-                pyramid.insert(0, laterals[i] + upsample_like(coarse, laterals[i]))
+            out = fusion_step(self.fusions[i], laterals[i], pyramid[0])
+            pyramid.insert(0, out.hr_feat + out.lr_feat)
         if self.merge == "finest":
             return self.output[0](pyramid[0])
         outs = [conv(p) for conv, p in zip(self.output, pyramid)]

@@ -1,4 +1,4 @@
-"""All-MLP decoder (SegFormer, Xie et al. 2021) with bilinear or FreqFusion "concat" fusion.
+"""All-MLP decoder (SegFormer, Xie et al. 2021) with bilinear, FreqFusion or any family up-sampler "concat" fusion.
 
 Bilinear (SegFormer): a 1x1 projection per level, every level bilinearly resized to the finest, concatenated,
 fused by a 1x1 conv-BN-ReLU.
@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import ConfigError, ShapeError
-from ._fusion import ConvBNReLU, Fusion, build_freqfusion, check_fusion, freqfusion_step, upsample_like
+from ._fusion import ConvBNReLU, Fusion, build_fusion, check_fusion, fusion_step, upsample_like
 
 __all__ = ["SEGNEXT_FUSION", "SegFormerHead", "interleave_concat"]
 
@@ -69,9 +69,11 @@ class SegFormerHead(nn.Module):
     Args:
         in_channels: channels of the backbone levels, finest first.
         channels: projection width (``embed_dim``).
-        fusion: ``"bilinear"`` or ``"freqfusion"``.
-        fusion_kwargs: extra keywords for every FreqFusion; ``compressed_channels`` defaults per step to
-            ``(C_hr + C_lr) // compress_ratio``.
+        fusion: ``"bilinear"`` (SegFormer's direct resize of every level), ``"freqfusion"``, or any other member of
+            the up-sampler family (:data:`freqdense.nn.upsamplers.UPSAMPLERS`), which then fuses coarse to fine like
+            FreqFusion with a plain ``[hr_feat, lr_feat]`` concat.
+        fusion_kwargs: extra keywords for every up-sampler; FreqFusion's ``compressed_channels`` defaults per step
+            to ``(C_hr + C_lr) // compress_ratio``.
         compress_ratio: 4 in the official SegNeXt config.
         groups: interleaving groups (SegNeXt uses ``feature_resample_group`` = 4); ``channels`` must be divisible.
             With ``integration="segnext"`` the groups are ``fusion_kwargs["feature_resample_group"]``.
@@ -80,7 +82,7 @@ class SegFormerHead(nn.Module):
             to :data:`SEGNEXT_FUSION`, keys given override them).
 
     Attributes:
-        fusions: FreqFusion modules, ``fusions[i]`` fuses level ``i`` with the fused coarser levels.
+        fusions: up-samplers, ``fusions[i]`` fuses level ``i`` with the fused coarser levels (empty for bilinear).
         out_channels: ``channels``.
     """
 
@@ -114,28 +116,33 @@ class SegFormerHead(nn.Module):
         fusions = []
         if integration == "segnext":
             self.proj = nn.ModuleList()
-            kw = {**SEGNEXT_FUSION, **dict(fusion_kwargs or {})}
+            is_ff = self.fusion == "freqfusion"
+            kw = {**SEGNEXT_FUSION, **dict(fusion_kwargs or {})} if is_ff else dict(fusion_kwargs or {})
             self.interleave = bool(kw.get("feature_resample", False))
             self.groups = int(kw.get("feature_resample_group", 4))
-            for i in range(n - 1) if self.fusion == "freqfusion" else ():
+            for i in range(n - 1) if self.fusion != "bilinear" else ():
                 hr_c, lr_c = self.in_channels[i], sum(self.in_channels[i + 1 :])
                 if self.interleave and (hr_c % self.groups or lr_c % self.groups):
                     raise ConfigError(
                         f"SegFormerHead(integration='segnext'): stage channels {hr_c} and {lr_c} must be divisible "
                         f"by feature_resample_group={self.groups} for the group-interleaved concat"
                     )
-                kwargs = {"compressed_channels": max(1, (hr_c + lr_c) // int(compress_ratio)), **kw}
-                fusions.append(build_freqfusion(hr_c, lr_c, kwargs))
+                fusions.append(
+                    build_fusion(self.fusion, hr_c, lr_c, kw, compressed_channels=(hr_c + lr_c) // int(compress_ratio))
+                )
             self.fusions = nn.ModuleList(fusions)
             self.fuse = ConvBNReLU(sum(self.in_channels), c, 1)
             return
-        self.interleave = True
+        self.interleave = self.fusion == "freqfusion"
         self.proj = nn.ModuleList(nn.Conv2d(ci, c, 1) for ci in self.in_channels)
-        if self.fusion == "freqfusion":
+        if self.fusion != "bilinear":
             for i in range(n - 1):  # fusions[i]: hr = level i (c channels), lr = levels i+1.. fused ((n-1-i) * c)
                 lr_c = (n - 1 - i) * c
-                kwargs = {"compressed_channels": max(1, (c + lr_c) // int(compress_ratio)), **dict(fusion_kwargs or {})}
-                fusions.append(build_freqfusion(c, lr_c, kwargs))
+                fusions.append(
+                    build_fusion(
+                        self.fusion, c, lr_c, fusion_kwargs, compressed_channels=(c + lr_c) // int(compress_ratio)
+                    )
+                )
         self.fusions = nn.ModuleList(fusions)
         self.fuse = ConvBNReLU(n * c, c, 1)
 
@@ -154,6 +161,7 @@ class SegFormerHead(nn.Module):
         else:
             x = projected[-1]
             for i in range(len(projected) - 2, -1, -1):
-                _, hr, lr = freqfusion_step(self.fusions[i], projected[i], x)
+                out = fusion_step(self.fusions[i], projected[i], x)
+                hr, lr = out.hr_feat, out.lr_feat
                 x = interleave_concat(hr, lr, self.groups) if self.interleave else torch.cat([hr, lr], dim=1)
         return self.fuse(x)
