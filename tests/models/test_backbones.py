@@ -20,7 +20,19 @@ from freqdense.models.backbones import (
 )
 from freqdense.models.backbones.hrnet import HighResolutionModule
 
-ALL = ["hrnet_w18", "hrnet_w18_small", "hrnet_w48", "resnet101", "resnet18", "resnet34", "resnet50"]
+ALL = [
+    "hrnet_w18",
+    "hrnet_w18_small",
+    "hrnet_w48",
+    "mscan_b",
+    "mscan_l",
+    "mscan_s",
+    "mscan_t",
+    "resnet101",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+]
 
 
 def n_params(m: torch.nn.Module) -> int:

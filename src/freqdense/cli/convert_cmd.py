@@ -41,8 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.convert import convert_checkpoint
+    from ..models.convert.freqfusion import PARTIAL_REPORT, PartialConversion
 
     out, conv = convert_checkpoint(args.format, args.source, args.out, config=args.config, overrides=args.overrides)
+    if isinstance(conv, PartialConversion):
+        print(f"converted {args.source} ({args.format}, {conv.kind}) PARTIALLY -> {out}")
+        print(f"  {len(conv.mapped)} tensors of the backbone ({conv.backbone}) and the FreqFusion FPN neck")
+        print(f"  not converted: {len(conv.unmapped)} keys of the R-CNN heads (freqdense has no two-stage detector)")
+        for note in conv.notes:
+            print(f"  note: {note}")
+        print(f"  not a run directory: load it with load_state_dict(strict=False) (see {out}/{PARTIAL_REPORT})")
+        return 0
     model = ", ".join(f"{k}={v}" for k, v in conv.model.items())
     print(f"converted {args.source} ({args.format}) -> {out}")
     print(f"  model: {model}")

@@ -24,6 +24,7 @@ import yaml
 from ..config import build_config, config_to_dict, load_raw_config
 from ..errors import CheckpointError, FreqdenseError
 from ..models.convert import Conversion, convert
+from ..models.convert.freqfusion import PartialConversion
 from ..tasks import build_task
 from .checkpoint import META_FILE, MODEL_FILE, json_safe
 from .train import model_meta
@@ -45,6 +46,7 @@ DEFAULT_CONFIGS: dict[str, dict[str, str]] = {
     "monodepth2": {"monodepth": "kitti/monodepth2_m_r18_192x640"},
     "deeplab-jfzhang95": {"deeplabv3plus": "voc/deeplabv3plus_r101_os16_513_30k"},
     "fafnet": {"fafnet_official": "nyuv2/fafnet_r101_hha_official"},
+    "freqfusion": {"segnext": "ade20k/segnext_t_freqfusion_512x512"},
 }
 
 
@@ -61,10 +63,22 @@ def _source_files(source: Path) -> dict[str, str]:
     return {str(p.resolve()): _sha256(p) for p in files}
 
 
-def _dataset_info(cfg: Any, num_classes: int | None) -> Any:
-    """Something with ``classes`` / ``palette`` / ``size`` for the metadata: the dataset if its files are here,
-    else its class-level tables, else numbered classes."""
+def _dataset_info(cfg: Any, num_classes: int | None, extra: dict[str, Any] | None = None) -> Any:
+    """Something with ``classes`` / ``palette`` / ``size`` for the metadata: the class names the checkpoint itself
+    stores (mmseg's ``meta["CLASSES"]``) when their number fits, else the dataset if its files are here, else its
+    class-level tables, else numbered classes."""
     from ..data import DATASETS, create_dataset
+
+    own = list((extra or {}).get("classes") or [])
+    if own and (num_classes is None or len(own) == num_classes):
+        palette = list((extra or {}).get("palette") or [])
+
+        class _Own:
+            classes = own
+            size = None
+
+        _Own.palette = palette if len(palette) == len(own) else []
+        return _Own
 
     try:
         return create_dataset(cfg.data.dataset, split=cfg.data.val_split, **{**cfg.data.args, **cfg.data.val_args})
@@ -90,8 +104,13 @@ def convert_checkpoint(
     *,
     config: str | Path | None = None,
     overrides: list[str] | None = None,
-) -> tuple[Path, Conversion]:
+) -> tuple[Path, Conversion | PartialConversion]:
     """Convert ``source`` (format ``fmt``) into the checkpoint folder ``out``; returns ``(out, conversion)``.
+
+    A FreqFusion *detection* checkpoint (mmdet R-CNN with the FreqFusion FPN neck) converts only partially: the
+    backbone and the neck go to ``out`` as weights + a report (:func:`~freqdense.models.convert.freqfusion.
+    write_partial_conversion`), not as a run directory, because freqdense has no R-CNN; the result is then a
+    :class:`~freqdense.models.convert.freqfusion.PartialConversion`.
 
     Args:
         config: the config whose data / task / eval sections the converted model gets (default: see
@@ -104,6 +123,19 @@ def convert_checkpoint(
         raise CheckpointError(
             f"{out} already exists and is not an empty folder; converting never overwrites: choose a new --out"
         )
+    if fmt == "freqfusion":
+        from ..models.convert.freqfusion import checkpoint_kind, read_freqfusion_checkpoint, write_partial_conversion
+
+        source_path = Path(source)
+        if source_path.is_file() and checkpoint_kind(read_freqfusion_checkpoint(source_path)[0], str(source)) == (
+            "detection"
+        ):
+            if overrides or config is not None:
+                raise CheckpointError(
+                    "a FreqFusion detection checkpoint converts only its backbone and neck (no run directory); "
+                    "--config and overrides do not apply to it: remove them"
+                )
+            return out, write_partial_conversion(source_path, out)
     overrides = list(overrides or [])
     model_overrides = [o for o in overrides if o.startswith("model.")]
     other_overrides = [o for o in overrides if not o.startswith("model.")]
@@ -121,7 +153,7 @@ def convert_checkpoint(
     cfg = build_config(raw, source=f"{config} with the model of {source}")
     num_classes = conv.model.get("num_classes")
     task = build_task(cfg.task, num_classes=num_classes)
-    info = _dataset_info(cfg, num_classes)
+    info = _dataset_info(cfg, num_classes, conv.extra)
     meta = model_meta(cfg, info, model, task.keys)
     meta["step"] = None
     meta["converted_from"] = {

@@ -16,6 +16,7 @@ from . import (
     mti_net,  # noqa: F401  (registers mti_net)
     multitask,  # noqa: F401  (registers multitask_baseline, segmentation_baseline, depth_baseline)
     pad_net,  # noqa: F401  (registers pad_net, pad_net_3predict)
+    segnext,  # noqa: F401  (registers segnext: MSCAN + light Hamburger head, plain or with FreqFusion)
 )
 from ._registry import MODELS, register_model
 

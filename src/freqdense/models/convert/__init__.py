@@ -9,7 +9,9 @@ Formats (``FORMATS``):
 - ``mtl-pytorch``: Multi-Task-Learning-PyTorch MTI-Net, PAD-Net, multi-task and single-task HRNet baselines;
 - ``monodepth2``: a Monodepth2 / Freq-aware depth weights folder (``encoder.pth``, ``depth.pth``, pose files);
 - ``deeplab-jfzhang95``: pytorch-deeplab-xception's DeepLab v3+ with a ResNet backbone (``.pth.tar``);
-- ``fafnet``: the official FAFNet code's network (``GetFAFNet_D``) -> ``fafnet_official``.
+- ``fafnet``: the official FAFNet code's network (``GetFAFNet_D``) -> ``fafnet_official``;
+- ``freqfusion``: the FreqFusion repository's mmseg SegNeXt(+FreqFusion) checkpoints -> ``segnext`` (its mmdet
+  detection checkpoints convert only partially, backbone + neck: :func:`.freqfusion.write_partial_conversion`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ...errors import CheckpointError, UnknownNameError
 from ._common import Conversion, check_state_dict, complete_state_dict, read_checkpoint_file, unwrap_state_dict
 from .deeplab_jfzhang95 import convert_deeplab_jfzhang95
 from .fafnet import convert_fafnet
+from .freqfusion import convert_freqfusion
 from .monodepth2 import convert_monodepth2
 from .mtl_pytorch import convert_mtl_pytorch
 
@@ -71,6 +74,10 @@ FORMATS: dict[str, tuple[Callable[[Path, dict[str, Any]], Conversion], str]] = {
     "monodepth2": (_monodepth2, "a Monodepth2 / Freq-aware depth weights folder (encoder.pth, depth.pth, ...)"),
     "deeplab-jfzhang95": (_deeplab, "model_best.pth.tar of pytorch-deeplab-xception (ResNet backbone)"),
     "fafnet": (_fafnet, "a checkpoint of the official FAFNet code (GetFAFNet_D, models/fafnet_alignD.py)"),
+    "freqfusion": (
+        convert_freqfusion,
+        "an mmseg SegNeXt(+FreqFusion) checkpoint of the FreqFusion repository (iter_*.pth / best_mIoU_*.pth)",
+    ),
 }
 
 
