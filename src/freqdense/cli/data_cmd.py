@@ -1,7 +1,8 @@
 """``freqdense data``: dataset utilities, one sub-subcommand per entry of ``SUBCOMMANDS``.
 
 - ``data synth --out DIR --num N [--split train] [--size H W] [--seed S] [--<knob> VALUE ...]``: render
-  synthetic samples into the documented on-disk format (docs/data/synthetic.md);
+  synthetic samples into the documented on-disk format (docs/data/synthetic.md); ``--coco DIR`` (with or instead
+  of ``--out``) also writes them in the COCO instances + panoptic format (data/coco_export.py);
 - ``data panel --out PNG``: the README sample panel;
 - ``data verify CONFIG [overrides] [--split S] [--num N]``: validate every sample, print label/depth statistics.
 - ``data hha CONFIG [overrides] --out DIR [--split S] [--num N] [--depth-key K]``: cache HHA encodings as PNGs.
@@ -84,8 +85,14 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.num < 0:
         raise ConfigError(f"--num must be >= 0, got {args.num}")
+    if args.out is None and args.coco is None:
+        raise ConfigError("data synth needs --out DIR (the .npz format), --coco DIR (the COCO format) or both")
+    if args.min_area < 1:
+        raise ConfigError(f"--min-area must be >= 1 (pixels), got {args.min_area}")
     _check_synth_size(args.size)
     config = _config_from_args(args)
+    if args.out is None:
+        return _run_coco(args, config)
     from .._progress import Progress
 
     start = time.perf_counter()
@@ -104,6 +111,34 @@ def run_synth(args: argparse.Namespace) -> int:
             progress=progress,
         )
     sys.stdout.write(f"wrote {args.num} {args.split} samples to {out} in {time.perf_counter() - start:.1f} s\n")
+    return _run_coco(args, config) if args.coco is not None else 0
+
+
+def _run_coco(args: argparse.Namespace, config: Any) -> int:
+    """``--coco DIR``: the samples in the COCO format, read back from ``--out`` when given, else rendered."""
+    from .._progress import Progress
+    from ..data.coco_export import export_coco
+    from ..data.synthetic.dataset import SyntheticScenes
+
+    if args.out is not None:
+        dataset = SyntheticScenes(split=args.split, root=args.out, num_samples=args.num, min_area=args.min_area)
+    else:
+        dataset = SyntheticScenes(
+            split=args.split,
+            config=config,
+            size=tuple(args.size),
+            seed=args.seed,
+            num_samples=args.num,
+            modalities=("image", "semantic", "instance"),
+            min_area=args.min_area,
+        )
+    start = time.perf_counter()
+    with Progress(f"writing synthetic {args.split} samples as COCO", args.num, unit="sample") as bar:
+        paths = export_coco(dataset, args.coco, progress=lambda done, total: bar.update(done - bar.n))
+    sys.stdout.write(
+        f"wrote {args.num} {args.split} samples in the COCO format to {args.coco} ({paths['instances']}, "
+        f"{paths['panoptic']}) in {time.perf_counter() - start:.1f} s\n"
+    )
     return 0
 
 
@@ -130,7 +165,15 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
         description="Render synthetic samples (every modality) to DIR/<split>/: meta.json + <index:06d>.npz. "
         "Re-running resumes; see docs/data/synthetic.md for the format and the knobs.",
     )
-    p.add_argument("--out", required=True, help="output directory (DIR/<split>/meta.json + NNNNNN.npz)")
+    p.add_argument("--out", default=None, help="output directory (DIR/<split>/meta.json + NNNNNN.npz)")
+    p.add_argument(
+        "--coco",
+        default=None,
+        metavar="DIR",
+        help="also (or only, without --out) write COCO instances + panoptic files: DIR/annotations/"
+        "{instances,panoptic}_<split>.json, DIR/<split>/*.png, DIR/panoptic_<split>/*.png",
+    )
+    p.add_argument("--min-area", type=int, default=4, metavar="PX", help="--coco: smallest visible object exported [4]")
     p.add_argument("--num", type=int, required=True, help="number of samples")
     p.add_argument("--split", default="train", choices=("train", "val", "test"))
     p.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
@@ -321,6 +364,7 @@ before training, cache HHA encodings of depth. Run
 _EPILOG = """\
 examples:
   freqdense data synth --out data/synthetic --num 200 --split train
+  freqdense data synth --coco data/synthetic_coco --num 200 --split val
   freqdense data panel --out panel.png --num 3
   freqdense data verify synthetic/demo_multitask --split val --num 20
   freqdense data hha nyuv2/fafnet_r101_hha data.args.root=data/nyuv2 --out data/nyuv2_hha

@@ -25,6 +25,7 @@ def _import_all() -> None:
         cityscapes,
         cityscapes_mtan,
         cityscapes_sequence,
+        coco,
         deepglobe,
         kitti,
         nyud_mt,

@@ -18,17 +18,21 @@ from ..sample import Sample
 from .camera import intrinsics
 from .classes import CLASSES, IGNORE_INDEX, PALETTE
 from .config import DEFAULT_TEXTURE_MIX, SyntheticConfig
+from .instances import DEFAULT_MIN_AREA, THING_CLASSES, instance_boxes, thing_labels
 from .render import GROUP_KEYS, render_group
 from .scene import SPLIT_CODES, generate_scene
 from .sensor import flow_field
 from .storage import SampleCache, default_cache_dir, read_meta, read_record
 
-__all__ = ["MODALITIES", "DEFAULT_SPLIT_SIZES", "MIN_SIZE", "SyntheticScenes", "synthetic"]
+__all__ = ["MODALITIES", "DEFAULT_MODALITIES", "DEFAULT_SPLIT_SIZES", "MIN_SIZE", "SyntheticScenes", "synthetic"]
 
 log = logging.getLogger(__name__)
 
 #: Modality names accepted by ``modalities=`` and the Sample keys each one returns. ``intrinsics`` and
 #: ``meta`` are always returned. Sample key names (e.g. ``"image_right"``) select their whole modality.
+#: ``instance`` (instances.py): ``instance`` (H, W) int64 ids (0 = no thing), ``boxes`` (N, 4) float32 xyxy pixels,
+#: ``labels`` (N,) int64 thing labels (0..5, index into ``THING_CLASSES``: table, cabinet, ball, bin, pole, picture)
+#: and ``instance_ids`` (N,) int64, the id of each box in ``instance``.
 MODALITIES: dict[str, tuple[str, ...]] = {
     "image": ("image",),
     "semantic": ("semantic",),
@@ -36,7 +40,11 @@ MODALITIES: dict[str, tuple[str, ...]] = {
     "stereo": ("image_right", "pose_right", "baseline"),
     "temporal": ("image_prev", "image_next", "pose_prev", "pose_next"),
     "sensor": ("sensor_depth", "sensor_flow"),
+    "instance": ("instance", "boxes", "labels", "instance_ids"),
 }
+#: What ``modalities=None`` returns: everything but ``instance``, whose variable-length boxes need a detection
+#: collate function (``freqdense.data.coco.collate_detection``) and which the joint transforms do not move yet.
+DEFAULT_MODALITIES: tuple[str, ...] = tuple(m for m in MODALITIES if m != "instance")
 _GROUP_OF_MODALITY = {
     "image": "target",
     "semantic": "target",
@@ -44,6 +52,7 @@ _GROUP_OF_MODALITY = {
     "stereo": "stereo",
     "temporal": "temporal",
     "sensor": "sensor",
+    "instance": "instance",
 }
 _MODALITY_OF_KEY = {key: name for name, keys in MODALITIES.items() for key in keys}
 
@@ -56,7 +65,7 @@ _POSE_KEYS = ("pose_right", "pose_prev", "pose_next")
 
 def _resolve_modalities(modalities: Iterable[str] | None) -> tuple[str, ...]:
     if modalities is None:
-        return tuple(MODALITIES)
+        return DEFAULT_MODALITIES
     if isinstance(modalities, str):
         modalities = (modalities,)
     chosen = []
@@ -90,11 +99,25 @@ def _check_size(size: Any) -> tuple[int, int]:
 
 
 def decode(
-    record: Mapping[str, np.ndarray], modalities: tuple[str, ...], K: np.ndarray, meta: dict[str, Any]
+    record: Mapping[str, np.ndarray],
+    modalities: tuple[str, ...],
+    K: np.ndarray,
+    meta: dict[str, Any],
+    *,
+    min_area: int = DEFAULT_MIN_AREA,
 ) -> Sample:
-    """Encoded record arrays -> a Sample dict with the documented dtypes (see ``data/sample.py``)."""
+    """Encoded record arrays -> a Sample dict with the documented dtypes (see ``data/sample.py``).
+
+    ``min_area``: things with fewer visible pixels get no box (``instance`` modality; see instances.py).
+    """
     sample: Sample = {}
     keys = [k for m in modalities for k in MODALITIES[m]]
+    if "instance" in modalities:
+        found = instance_boxes(record["instance"], record["instance_labels"], min_area=min_area)
+        sample["instance"] = torch.from_numpy(record["instance"].astype(np.int64))
+        sample["boxes"] = torch.from_numpy(found.boxes)
+        sample["labels"] = torch.from_numpy(thing_labels(found.class_ids))
+        sample["instance_ids"] = torch.from_numpy(found.ids)
     for key in keys:
         if key in _IMAGE_KEYS:
             # numpy, not torch, for the conversion: torch's intra-op threads add ~10 ms per call on a busy CPU.
@@ -134,13 +157,17 @@ class SyntheticScenes(Dataset):
         size: (height, width) in pixels; the same scenes at any resolution.
         seed: dataset seed.
         num_samples: length; defaults to :data:`DEFAULT_SPLIT_SIZES` (or everything under ``root``).
-        modalities: which of :data:`MODALITIES` to return (and render); None = all.
+        modalities: which of :data:`MODALITIES` to return (and render); None = :data:`DEFAULT_MODALITIES` (all
+            but ``instance``).
         transform: callable Sample -> Sample applied last (joint transforms).
         cache_dir: directory of the render cache; None renders without caching.
         root: directory written by ``freqdense data synth`` (contains ``<split>/meta.json``).
+        min_area: things with fewer visible pixels get no box in the ``instance`` modality (default 4).
     """
 
     classes: tuple[str, ...] = CLASSES
+    #: Names of the ``labels`` of the ``instance`` modality (thing classes only).
+    thing_classes: tuple[str, ...] = THING_CLASSES
     palette: list[tuple[int, int, int]] = list(PALETTE)
     num_classes: int = len(CLASSES)
     ignore_index: int = IGNORE_INDEX
@@ -157,11 +184,15 @@ class SyntheticScenes(Dataset):
         transform: Callable[[Sample], Sample] | None = None,
         cache_dir: str | os.PathLike | None = None,
         root: str | os.PathLike | None = None,
+        min_area: int = DEFAULT_MIN_AREA,
     ) -> None:
         if split not in SPLIT_CODES:
             raise ConfigError(f"unknown synthetic split {split!r}; use one of {', '.join(SPLIT_CODES)}.")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"synthetic seed must be an integer >= 0, got {seed!r}")
+        if isinstance(min_area, bool) or not isinstance(min_area, int) or min_area < 1:
+            raise ConfigError(f"synthetic min_area must be an integer >= 1 (pixels), got {min_area!r}")
+        self.min_area = min_area
         self.split = split
         self.modalities = _resolve_modalities(modalities)
         self.transform = transform
@@ -276,7 +307,7 @@ class SyntheticScenes(Dataset):
             )
         index = int(index) % self.num_samples
         meta = {"id": self.sample_id(index), "index": index, "split": self.split}
-        sample = decode(self.record(index), self.modalities, self.K, meta)
+        sample = decode(self.record(index), self.modalities, self.K, meta, min_area=self.min_area)
         return self.transform(sample) if self.transform is not None else sample
 
     def __repr__(self) -> str:
@@ -322,6 +353,7 @@ def synthetic(
     sensor_holes: float = 1.0,
     sensor_quantization: bool = True,
     misalignment: float = 1.0,
+    min_area: int = DEFAULT_MIN_AREA,
 ) -> SyntheticScenes:
     """The embedded default dataset (registered as ``"synthetic"``).
 
@@ -329,7 +361,8 @@ def synthetic(
     ``~/.cache/freqdense/synthetic``; ``cache=False`` disables it). ``root=DIR`` reads what
     ``freqdense data synth --out DIR`` wrote; its size and knobs come from ``DIR/<split>/meta.json``, and
     passing a different non-default size or knob raises ConfigError. The knobs are documented on
-    :class:`SyntheticConfig`; ``texture_mix=None`` means the default mix.
+    :class:`SyntheticConfig`; ``texture_mix=None`` means the default mix. ``min_area`` is the smallest visible
+    thing that gets a box in the ``instance`` modality (not a render knob: it never changes the cache).
     """
     knobs = {
         "min_objects": min_objects,
@@ -367,7 +400,12 @@ def synthetic(
                 "arguments (the directory's own are used) or write a new directory with `freqdense data synth`"
             )
         return SyntheticScenes(
-            split=split, root=root, num_samples=num_samples, modalities=modalities, transform=transform
+            split=split,
+            root=root,
+            num_samples=num_samples,
+            modalities=modalities,
+            transform=transform,
+            min_area=min_area,
         )
     resolved_cache = None
     if cache:
@@ -381,4 +419,5 @@ def synthetic(
         modalities=modalities,
         transform=transform,
         cache_dir=resolved_cache,
+        min_area=min_area,
     )

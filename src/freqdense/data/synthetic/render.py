@@ -19,6 +19,7 @@ import numpy as np
 
 from .camera import intrinsics, pixel_directions, relative_pose
 from .config import SyntheticConfig
+from .instances import scene_instances
 from .primitives import Room
 from .raycast import GridCull, occluded, trace
 from .scene import Scene, generate_scene, sample_rng
@@ -43,6 +44,7 @@ GROUP_KEYS: dict[str, tuple[str, ...]] = {
     "stereo": ("image_right", "pose_right", "baseline"),
     "temporal": ("image_prev", "image_next", "pose_prev", "pose_next"),
     "sensor": ("sensor_depth", "sensor_affine"),
+    "instance": ("instance", "instance_labels"),
 }
 GROUPS: tuple[str, ...] = tuple(GROUP_KEYS)
 
@@ -217,6 +219,30 @@ def _shade(
     return color * _F32(scene.exposure)
 
 
+def _camera_rays(
+    camera_to_world: np.ndarray, K: np.ndarray, size: tuple[int, int], n: int
+) -> tuple[np.ndarray, np.ndarray, GridCull]:
+    """Origin (3,) float64, world directions (3, H n, W n) float32 and the grid culling of the n x n rays per pixel.
+
+    The one place camera rays are built, so every trace of a view (shading, instance ids) hits the same surfaces.
+    """
+    height, width = size
+    u = np.arange(width * n) / n - (n - 1) / (2 * n)
+    v = np.arange(height * n) / n - (n - 1) / (2 * n)
+    rot = camera_to_world[:3, :3]
+    origin = camera_to_world[:3, 3].astype(np.float64)
+    # World directions (3, R, C) of camera directions ((u - cx) / fx, (v - cy) / fy, 1).
+    x_cam = ((u - K[0, 2]) / K[0, 0]).astype(_F32)
+    y_cam = ((v - K[1, 2]) / K[1, 1]).astype(_F32)
+    r32 = rot.astype(_F32)
+    dirs = (
+        r32[:, 0, None, None] * x_cam[None, None, :]
+        + r32[:, 1, None, None] * y_cam[None, :, None]
+        + r32[:, 2, None, None]
+    )
+    return origin, dirs, GridCull(K, rot.T, u, v)
+
+
 def render_view(
     scene: Scene,
     camera_to_world: np.ndarray,
@@ -234,20 +260,8 @@ def render_view(
     """
     height, width = size
     n = supersample
-    u = np.arange(width * n) / n - (n - 1) / (2 * n)
-    v = np.arange(height * n) / n - (n - 1) / (2 * n)
-    rot = camera_to_world[:3, :3]
-    origin = camera_to_world[:3, 3].astype(np.float64)
-    # World directions (3, R, C) of camera directions ((u - cx) / fx, (v - cy) / fy, 1).
-    x_cam = ((u - K[0, 2]) / K[0, 0]).astype(_F32)
-    y_cam = ((v - K[1, 2]) / K[1, 1]).astype(_F32)
-    r32 = rot.astype(_F32)
-    dirs = (
-        r32[:, 0, None, None] * x_cam[None, None, :]
-        + r32[:, 1, None, None] * y_cam[None, :, None]
-        + r32[:, 2, None, None]
-    )
-    hits = trace(scene, origin, dirs, cull=GridCull(K, rot.T, u, v))
+    origin, dirs, cull = _camera_rays(camera_to_world, K, size, n)
+    hits = trace(scene, origin, dirs, cull=cull)
 
     flat_dirs = dirs.reshape(3, -1)
     t = hits.t.reshape(-1)
@@ -320,6 +334,20 @@ def _sensor(
     return {"sensor_depth": sensor, "sensor_affine": affine.astype(np.float64)}
 
 
+def _instance(scene: Scene, config: SyntheticConfig, K: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Instance ids at the pixel centres (see ``instances.py``), from the very rays ``render_view`` traces.
+
+    The trace repeats the target view's (same rays, same culling, no shading), so ``instance`` and ``semantic`` come
+    from the same surface at every pixel and adding this group changes no other modality.
+    """
+    n = config.supersample
+    origin, dirs, cull = _camera_rays(scene.camera_to_world[0], K, size, n)
+    surface = trace(scene, origin, dirs, cull=cull).surface
+    c = n // 2
+    lut, labels = scene_instances(scene)
+    return {"instance": np.ascontiguousarray(lut[surface[c::n, c::n]]), "instance_labels": labels}
+
+
 def render_group(
     group: str,
     config: SyntheticConfig,
@@ -333,7 +361,8 @@ def render_group(
     """Encoded arrays of one modality group of sample (seed, split, index) (the on-disk record format).
 
     Images are (H, W, 3) uint8, ``semantic`` (H, W) uint8 with 255 = ignore, depths (H, W) float32 in metres
-    with 0 = invalid, poses (4, 4) float32, ``baseline`` () float32, ``sensor_affine`` (2, 3) float64.
+    with 0 = invalid, poses (4, 4) float32, ``baseline`` () float32, ``sensor_affine`` (2, 3) float64,
+    ``instance`` (H, W) int32 (0 = no thing) and ``instance_labels`` (M,) uint8, the class id of instances 1..M.
     """
     if group not in GROUP_KEYS:
         raise ValueError(f"unknown modality group {group!r}; valid groups are {GROUPS}")
@@ -366,4 +395,6 @@ def render_group(
             "pose_prev": relative_pose(poses[0], poses[-1]).astype(_F32),
             "pose_next": relative_pose(poses[0], poses[1]).astype(_F32),
         }
+    if group == "instance":
+        return _instance(scene, config, K, size)
     return _sensor(scene, config, K, size, rng("sensor"))

@@ -2,7 +2,8 @@
 
 One record is a ``.npz`` (numpy zip, ``allow_pickle=False``) holding the *encoded* arrays of
 ``render.render_group``: images (H, W, 3) uint8, ``semantic`` (H, W) uint8 (255 = ignore), depths (H, W)
-float32 metres (0 = invalid), poses (4, 4) float32, ``baseline`` () float32, ``sensor_affine`` (2, 3) float64.
+float32 metres (0 = invalid), poses (4, 4) float32, ``baseline`` () float32, ``sensor_affine`` (2, 3) float64,
+``instance`` (H, W) int32 (0 = no thing) and ``instance_labels`` (M,) uint8 (class of instances 1..M).
 Rendering also produces exactly these arrays, so a cached or written sample is bit-identical to a freshly
 rendered one.
 
@@ -16,7 +17,10 @@ Every file is written to a temporary name and moved into place with ``os.replace
 never leaves a half-written record, and concurrent DataLoader workers can share one cache.
 
 Every record is checked on read (:func:`check_record`): keys present, dtype and shape of each array against the
-requested size, finite depths and poses, labels in range; cache records also carry ``cache_version``. A cache record
+requested size, finite depths and poses, labels and instance ids in range; cache records also carry
+``cache_version``. The instance ids are their own group (``<index>.instance.npz`` in the cache), so caches written
+before it existed stay valid and only gain that file; a ``data synth`` record without them is refused (naming the
+file) when the ``instance`` modality is asked for, and re-rendered by ``data synth`` on resume. A cache record
 that fails is re-rendered (with a warning naming the file), never used; a ``data synth`` record that fails raises
 :class:`~freqdense.errors.DataError` naming the file and the array.
 """
@@ -39,6 +43,7 @@ from ...errors import DataError
 from .camera import intrinsics
 from .classes import CLASSES, PALETTE
 from .config import SyntheticConfig
+from .instances import THING_CLASS_IDS
 from .render import GROUP_KEYS, GROUPS, render_group
 from .scene import generate_scene
 
@@ -84,6 +89,8 @@ def _expected(key: str, size: tuple[int, int]) -> tuple[tuple[int, ...], np.dtyp
         return (h, w, 3), np.dtype(np.uint8)
     if key == "semantic":
         return (h, w), np.dtype(np.uint8)
+    if key == "instance":
+        return (h, w), np.dtype(np.int32)
     if key in _DEPTH:
         return (h, w), np.dtype(np.float32)
     if key in _POSE:
@@ -99,10 +106,14 @@ def check_record(arrays: Mapping[str, np.ndarray], size: tuple[int, int], path: 
     """Raise DataError naming ``path`` and the array when a record does not hold what rendering at ``size`` gives.
 
     Checks each known key's dtype and shape, that depths are finite and >= 0 (0 = invalid), that poses, the
-    baseline and the sensor affine are finite (baseline > 0), and that labels are class ids or 255 (ignore).
+    baseline and the sensor affine are finite (baseline > 0), that labels are class ids or 255 (ignore), that
+    ``instance_labels`` are thing class ids and that ``instance`` ids lie in [0, len(instance_labels)].
     """
     for key, value in arrays.items():
         if key == _VERSION_KEY or key not in RECORD_KEYS:
+            continue
+        if key == "instance_labels":
+            _check_instance_labels(value, path)
             continue
         shape, dtype = _expected(key, size)
         if value.dtype != dtype or tuple(value.shape) != shape:
@@ -126,6 +137,28 @@ def check_record(arrays: Mapping[str, np.ndarray], size: tuple[int, int], path: 
                     f"{path}: 'semantic' holds ids {bad_ids[:10].tolist()} outside [0, {len(CLASSES)}) and not 255; "
                     "delete it and render it again"
                 )
+        if key == "instance" and value.size:
+            low, high = int(value.min()), int(value.max())
+            count = arrays["instance_labels"].size if "instance_labels" in arrays else None
+            if low < 0 or (count is not None and high > count):
+                raise DataError(
+                    f"{path}: 'instance' holds ids in [{low}, {high}], expected 0 (no thing) to {count} (the number of "
+                    "'instance_labels'); delete it and render it again"
+                )
+
+
+def _check_instance_labels(value: np.ndarray, path: str | os.PathLike) -> None:
+    if value.dtype != np.uint8 or value.ndim != 1:
+        raise DataError(
+            f"{path}: array 'instance_labels' is {value.dtype} {tuple(value.shape)}, expected uint8 (M,); delete the "
+            "file and render it again"
+        )
+    bad = sorted(set(np.unique(value).tolist()) - set(THING_CLASS_IDS))
+    if bad:
+        raise DataError(
+            f"{path}: 'instance_labels' holds {bad[:10]}, not thing class ids {list(THING_CLASS_IDS)}; delete it and "
+            "render it again"
+        )
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = True) -> None:
@@ -322,8 +355,8 @@ def synthesize(
                 if progress:
                     progress(index + 1, num_samples)
                 continue
-            except DataError:
-                log.warning("re-rendering unreadable %s", path)
+            except DataError as err:
+                log.warning("re-rendering %s: %s", path, err)
         scene = generate_scene(config, seed, split, index)
         arrays: dict[str, np.ndarray] = {}
         for group in GROUPS:
