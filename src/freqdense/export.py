@@ -7,6 +7,8 @@ normalisation is inside the graph. Multi-input (RGB-D) models, whose checkpoint 
 output dict as named outputs in a fixed order (by default ``semantic`` logits (B, K, H, W) then ``depth`` in
 metres (B, 1, H, W)).
 Next to ``model.onnx`` a sidecar ``model.onnx.json`` records input/outputs, classes, palette and the depth unit.
+Detectors (:func:`export_detection_onnx`) export their raw per-level head maps; decoding and NMS run outside the
+graph (:func:`freqdense.models.detection.decode_onnx_outputs`), the sidecar's ``detection`` section has the strides.
 Format details and known limits: docs/export_and_predict.md.
 """
 
@@ -33,6 +35,7 @@ from .errors import ConfigError, FreqdenseError
 
 __all__ = [
     "DEFAULT_OUTPUTS",
+    "export_detection_onnx",
     "INPUT_NAME",
     "ExportError",
     "ExportReport",
@@ -698,3 +701,105 @@ def _first_line(err: BaseException) -> str:
 
 def _fmt_diffs(diffs: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.2g}" for k, v in diffs.items())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Detectors: the raw head maps; decoding + NMS outside the graph
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _DetectionMaps(nn.Module):
+    """A detector's :class:`~freqdense.models.detection.FCOSOutputs` as a dict of named per-level maps."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        from .models.detection import head_output_names
+
+        out = self.model(image)
+        maps = [*out.cls_logits, *out.distances, *out.centerness]
+        return dict(zip(head_output_names(out.strides), maps))
+
+
+def _detection_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
+    from .tasks.detection import DETECTION_OPTIONS
+
+    task = (meta.get("config") or {}).get("task") or {}
+    given = dict(task.get("detection") or {}) if isinstance(task, Mapping) else {}
+    keys = ("score_thr", "nms_iou", "max_per_image", "pre_nms_top_k", "min_size")
+    return {k: given.get(k, DETECTION_OPTIONS[k]) for k in keys}
+
+
+def export_detection_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    height: int,
+    width: int,
+    meta: Mapping[str, Any] | None = None,
+    opset: int = 18,
+    dynamic_hw: bool = True,
+    check: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> ExportReport:
+    """Export a detector (the registered ``fcos``) up to its head, with the checks of :func:`export_onnx`.
+
+    The graph takes ``image`` (B, 3, H, W) RGB in [0, 1] (normalisation inside) and returns, finest level first,
+    ``cls_logits_s<stride>`` (B, K, H_l, W_l) logits, ``distances_s<stride>`` (B, 4, H_l, W_l) ``(l, t, r, b)`` in
+    input pixels and ``centerness_s<stride>`` (B, 1, H_l, W_l) logits, ``H_l = ceil(H / stride)``. Decoding and
+    class-wise NMS (a data-dependent number of boxes) are not in the graph: run
+    :func:`freqdense.models.detection.decode_onnx_outputs` (numpy or torch) on ONNX Runtime's outputs; it equals
+    :meth:`FCOSDetector.predict`. The sidecar gets a ``detection`` section: strides, output order, class names
+    and the run's inference settings (``score_thr``, ``nms_iou``, ``max_per_image``, ``pre_nms_top_k``,
+    ``min_size``).
+    """
+    from .models.detection import head_output_names
+
+    strides = getattr(model, "strides", None)
+    if strides is None or not callable(getattr(model, "predict", None)):
+        raise ConfigError(
+            f"export_detection_onnx needs a detector with strides and predict(), got {type(model).__name__}"
+        )
+    meta = dict(meta or {})
+    names = head_output_names([int(s) for s in strides])
+    report = export_onnx(
+        _DetectionMaps(model),
+        path,
+        height=height,
+        width=width,
+        opset=opset,
+        dynamic_hw=dynamic_hw,
+        outputs=names,
+        meta=meta,
+        check=check,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        inputs=("image",),
+    )
+    sidecar = json.loads(report.sidecar_path.read_text(encoding="utf-8"))
+    k = int(getattr(model, "num_classes", 0))
+    meanings = {
+        "cls_logits": f"classification logits (B, {k}, H_l, W_l); score = sigmoid(cls) * sigmoid(centerness)",
+        "distances": "(l, t, r, b) distances (B, 4, H_l, W_l) in input pixels from the point (stride * j + "
+        "stride // 2, stride * i + stride // 2) to the box sides",
+        "centerness": "centerness logits (B, 1, H_l, W_l)",
+    }
+    sidecar["outputs"] = [
+        {"name": n, "meaning": meanings[n.rsplit("_s", 1)[0]], "stride": int(n.rsplit("_s", 1)[1])} for n in names
+    ]
+    sidecar["detection"] = {
+        "strides": [int(s) for s in strides],
+        "num_classes": k,
+        "output_order": names,
+        "inference": _detection_settings(meta),
+        "decoding": "not in the graph: freqdense.models.detection.decode_onnx_outputs(outputs, sidecar, "
+        "image_sizes) decodes boxes (xyxy input pixels), scores and labels with class-wise NMS, as "
+        "FCOSDetector.predict; see docs/methods/detection.md",
+    }
+    _write_json_atomic(report.sidecar_path, sidecar)
+    return report

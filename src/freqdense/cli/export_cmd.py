@@ -18,8 +18,10 @@ def register(subparsers: Any) -> None:
         help="export a trained model to ONNX (checked against ONNX Runtime)",
         description=(
             "Writes FILE.onnx (input 'image': float32 RGB in [0, 1], NCHW; outputs 'semantic' logits and/or "
-            "'depth' in metres) and FILE.onnx.json (classes, palette, units). Needs pip install 'freqdense[export]'. "
-            "See docs/export_and_predict.md."
+            "'depth' in metres) and FILE.onnx.json (classes, palette, units). A detector (task detection) exports "
+            "its raw per-level head maps; decode them with freqdense.models.detection.decode_onnx_outputs (strides "
+            "and settings in the sidecar). Needs pip install 'freqdense[export]'. See docs/export_and_predict.md "
+            "and docs/methods/detection.md."
         ),
     )
     p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint directory")
@@ -41,11 +43,36 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_onnx
-
     model, meta = _load_model(args.checkpoint)
     height, width = _export_size(args, meta)
-    report = export_onnx(
+    task = (meta.get("config") or {}).get("task") or {}
+    if isinstance(task, dict) and task.get("name") == "detection":
+        from ..export import export_detection_onnx
+
+        if args.outputs:
+            raise ConfigError("--outputs does not apply to a detector: its per-level head maps are all exported")
+        report = export_detection_onnx(
+            model,
+            args.out,
+            height=height,
+            width=width,
+            opset=args.opset,
+            dynamic_hw=not args.static,
+            meta=meta,
+            check=not args.no_check,
+            atol=args.atol,
+            rtol=args.rtol,
+        )
+    else:
+        report = _export_dense(args, model, meta, height, width)
+    _print_report(report)
+    return 0
+
+
+def _export_dense(args: argparse.Namespace, model: torch.nn.Module, meta: dict, height: int, width: int):
+    from ..export import export_onnx
+
+    return export_onnx(
         model,
         args.out,
         height=height,
@@ -58,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         atol=args.atol,
         rtol=args.rtol,
     )
+
+
+def _print_report(report) -> None:
     shape = "x".join(str(d) for d in report.input_shape)
     lines = [
         f"wrote {report.path} and {report.sidecar_path}",
@@ -73,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         lines.append("  ONNX Runtime parity check skipped (--no-check)")
     sys.stdout.write("\n".join(lines) + "\n")
-    return 0
 
 
 def _export_size(args: argparse.Namespace, meta: dict) -> tuple[int, int]:

@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
             "For each image writes <stem>_seg.png (indexed label map), <stem>_seg_overlay.png, <stem>_depth.png "
             "(inverse-depth colour map on one fixed range for the whole --out, see --depth-range) and "
             "<stem>_depth.npy (float32 metres) to --out, at the image's size, plus depth_colorbar.png (the colour "
-            "bar in metres) and predictions.json. See docs/export_and_predict.md."
+            "bar in metres) and predictions.json. A detection model (task detection) writes <stem>_det.png (boxes "
+            "and class names drawn) and <stem>_det.json (boxes, scores, classes) instead. See "
+            "docs/export_and_predict.md and docs/methods/detection.md."
         ),
     )
     p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint directory")
@@ -61,7 +63,39 @@ def register(subparsers: Any) -> None:
         "darkest). Default: from the first image with valid depth (its 5th percentile to its maximum, rounded "
         "outwards), kept for all images of the run; predictions.json and depth_colorbar.png state it",
     )
+    p.add_argument("--score-thr", type=float, help="detection: minimum score (default: the run's task.detection)")
+    p.add_argument("--nms-iou", type=float, help="detection: class-wise NMS IoU threshold (default: the run's)")
+    p.add_argument("--max-per-image", type=int, help="detection: detections kept per image (default: the run's)")
     p.set_defaults(func=run)
+
+
+def _is_detection(meta: dict) -> bool:
+    task = (meta.get("config") or {}).get("task") or {}
+    return isinstance(task, dict) and task.get("name") == "detection"
+
+
+def _run_detection(args: argparse.Namespace, model: torch.nn.Module, meta: dict, device: torch.device) -> int:
+    from ..predict_detection import predict_detections
+
+    if args.depth is not None or args.flip or list(args.scales) != [1.0] or args.depth_range is not None:
+        raise ConfigError(
+            "--depth, --scales, --flip and --depth-range do not apply to a detection model; drop them (detection "
+            "options: --score-thr, --nms-iou, --max-per-image, --size)"
+        )
+    written = predict_detections(
+        model,
+        args.images,
+        args.out,
+        meta=meta,
+        size=args.size,
+        device=device,
+        batch_size=args.batch_size,
+        score_thr=args.score_thr,
+        nms_iou=args.nms_iou,
+        max_per_image=args.max_per_image,
+    )
+    log.info("%d files in %s (summary: %s)", len(written), args.out, written[-1].name)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, meta = _load_model(args.checkpoint)
+    if _is_detection(meta):
+        return _run_detection(args, model, meta, device)
+    if any(getattr(args, k, None) is not None for k in ("score_thr", "nms_iou", "max_per_image")):
+        raise ConfigError("--score-thr, --nms-iou and --max-per-image apply to detection models only; drop them")
     keys = model_input_keys(meta)
     if len(keys) > 2:
         raise ConfigError(f"the model takes {len(keys)} inputs {list(keys)}; the CLI supports at most image + --depth")

@@ -60,7 +60,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    name: Literal["segmentation", "depth", "multitask", "self_supervised_depth"] = "multitask"
+    name: Literal["segmentation", "depth", "multitask", "self_supervised_depth", "detection"] = "multitask"
     ignore_index: int = 255
     #: Classes absent from both prediction and ground truth: "exclude" (NaN, left out of mIoU, mmseg) or "zero"
     #: (IoU 0, counted in the mean, as Multi-Task-Learning-PyTorch's tables do).
@@ -84,6 +84,10 @@ class TaskConfig:
     #: ("scaled_onehot", "index", "probs", "max_prob" or "argmax"); null (default) = off. Checked by
     #: ``freqdense.tasks.build_task``.
     consistency: dict[str, Any] | None = None
+    #: Options of task.name: detection (``freqdense.tasks.detection.DETECTION_OPTIONS``): ``score_thr`` (0.05),
+    #: ``nms_iou`` (0.6), ``max_per_image`` (100), ``pre_nms_top_k`` (1000), ``min_size`` (0), ``loss_weights``
+    #: ({cls, bbox, centerness}: 1 each), ``voc_ap50`` (true). Checked by ``freqdense.tasks.build_task``.
+    detection: dict[str, Any] = field(default_factory=dict)
     #: Sample keys passed positionally to the model, ``model(*[batch[k] for k in inputs])``; e.g.
     #: ``[image, hha]`` or ``[image, sensor_depth]`` for two-input RGB-D models.
     inputs: list[str] = field(default_factory=lambda: ["image"])

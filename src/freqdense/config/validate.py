@@ -36,6 +36,7 @@ _TASK_PARTS = {
     "depth": ("depth",),
     "multitask": ("semantic", "depth"),
     "self_supervised_depth": ("depth",),
+    "detection": ("detection",),
 }
 
 
@@ -97,6 +98,28 @@ def _check_task(cfg: TaskConfig, source: str) -> None:
     c.finite("max_depth", cfg.max_depth, 0.0, None, lo_open=True)
     if cfg.max_depth <= cfg.min_depth:
         c.fail("max_depth", cfg.max_depth, f"greater than task.min_depth={cfg.min_depth!r}")
+    _check_detection_options(cfg, c)
+
+
+def _check_detection_options(cfg: TaskConfig, c: _Checker) -> None:
+    """Ranges of ``task.detection`` (the keys themselves are checked by ``build_task``)."""
+    opts = cfg.detection
+    if not opts:
+        return
+    if cfg.name != "detection":
+        c.fail("detection", opts, "empty unless task.name is detection (these are detection options)")
+    for key in ("score_thr", "nms_iou"):
+        if key in opts:
+            c.finite(f"detection.{key}", opts[key], 0.0, 1.0)
+    for key in ("max_per_image", "pre_nms_top_k"):
+        if key in opts:
+            c.integer(f"detection.{key}", opts[key], 1)
+    if "min_size" in opts:
+        c.finite("detection.min_size", opts["min_size"], 0.0, None)
+    weights = opts.get("loss_weights")
+    if isinstance(weights, dict):
+        for name, weight in weights.items():
+            c.finite(f"detection.loss_weights.{name}", weight, 0.0, None)
 
 
 def _check_optim(cfg: OptimConfig, source: str) -> None:
@@ -139,6 +162,13 @@ def _check_eval(cfg: EvalConfig, task: TaskConfig, source: str) -> None:
         c.fail("scales", cfg.scales, "a non-empty list of positive factors, e.g. [1.0]")
     for i, scale in enumerate(cfg.scales):
         c.finite(f"scales[{i}]", scale, 0.0, None, lo_open=True)
+    if task.name == "detection" and (list(cfg.scales) != [1.0] or cfg.flip):
+        c.fail(
+            "scales" if list(cfg.scales) != [1.0] else "flip",
+            list(cfg.scales) if list(cfg.scales) != [1.0] else cfg.flip,
+            "[1.0] / false for task detection (multi-scale and flip averaging are for dense maps; detection TTA "
+            "would need box voting)",
+        )
     valid = valid_metric_names(task)
     if cfg.metric not in valid and not _is_class_iou(cfg.metric, task):
         close = difflib.get_close_matches(cfg.metric, valid, n=1, cutoff=0.5)
@@ -172,7 +202,11 @@ def _check_prune(cfg: PruneConfig, source: str) -> None:
 def valid_metric_names(task: TaskConfig) -> list[str]:
     """The ``<part>/<metric>`` names an evaluation of ``task`` logs (besides ``semantic/iou/<class>``)."""
     from ..metrics.depth import DEPTH_METRIC_NAMES
+    from ..metrics.detection import DETECTION_METRIC_NAMES
 
+    if task.name == "detection":
+        voc = task.detection.get("voc_ap50", True) if isinstance(task.detection, dict) else True
+        return [f"detection/{m}" for m in DETECTION_METRIC_NAMES if voc or m != "ap50_voc"]
     median = task.median_scaling or bool(task.self_supervised.get("median_scaling"))
     depth = (*DEPTH_METRIC_NAMES, *(("median_ratio_mean", "median_ratio_std") if median else ()))
     names = []

@@ -28,6 +28,13 @@ pose_next      (4, 4) f32       T_{t->t+1}: target camera frame -> next camera f
 sensor_depth   (1, H, W) f32    consumer RGB-D style depth (noise, holes = 0, quantised, misaligned)
 sensor_flow    (2, H, W) f32    true misalignment in pixels: sensor_depth[y, x] images the scene point seen
                                 by RGB at (x + flow_x, y + flow_y)
+instance       (H, W) int64     instance ids (0 = no thing); resampled like a label map (nearest, crops pad 0)
+boxes          (N, 4) f32       object boxes ``x1, y1, x2, y2`` in continuous pixels (pixel ``(x, y)`` covers
+                                ``[x, x + 1) x [y, y + 1)``); the joint transforms move, clip and drop them
+labels         (N,) int64       detection class of each box, in [0, number of detection classes)
+instance_ids   (N,) int64       id of each box in ``instance`` (kept aligned with ``boxes`` by the transforms)
+crowd_boxes    (M, 4) f32       crowd regions (COCO ``iscrowd``), moved and clipped like ``boxes``
+image_scale    (2,) f64         ``(sx, sy)`` of the resizes applied to a sample with boxes (original = boxes / s)
 meta           dict             ``id`` (str), ``index`` (int), ``split`` (str); never used by the math
 ============== ================ ======================================================================
 
@@ -47,6 +54,8 @@ __all__ = [
     "DENSE_FLOAT_KEYS",
     "DISPARITY_KEYS",
     "LABEL_KEYS",
+    "BOX_KEYS",
+    "BOX_ROW_KEYS",
     "POSE_KEYS",
     "SPATIAL_KEYS",
     "Sample",
@@ -67,7 +76,12 @@ DENSE_FLOAT_KEYS = ("depth", "sensor_depth")
 #: nothing treats them as metres.
 DISPARITY_KEYS = ("disparity",)
 #: Integer/bool maps, nearest neighbour.
-LABEL_KEYS = ("semantic", "depth_valid")
+LABEL_KEYS = ("semantic", "depth_valid", "instance")
+#: Box sets (N, 4) xyxy in pixels, moved with the image by the joint transforms.
+BOX_KEYS = ("boxes", "crowd_boxes")
+#: Per-box rows aligned with ``boxes`` (first dimension N): dropped together with their box. ``masks`` is
+#: (N, H, W) bool and is resampled like a label map.
+BOX_ROW_KEYS = ("labels", "instance_ids", "annotation_ids", "masks")
 #: Relative camera poses (4x4).
 POSE_KEYS = ("pose_right", "pose_prev", "pose_next")
 #: Everything with an (..., H, W) spatial layout.

@@ -18,6 +18,13 @@ mutates its input. Geometry conventions (docs/data/transforms.md has the derivat
 * ``disparity`` (inverse depth in pixels of a fixed reference scale) is resampled like depth (nearest neighbour,
   values unchanged: they stay in the reference unit, unlike ``sensor_flow``), padded with 0 = invalid and flipped
   like depth; where :func:`center_zoom` divides depth by ``s`` it multiplies disparity by ``s``.
+* Boxes (``boxes``, ``crowd_boxes``: (N, 4) ``x1, y1, x2, y2`` in continuous pixels, pixel ``(x, y)`` covering
+  ``[x, x + 1) x [y, y + 1)``) move with the pixels: a flip maps ``x -> W - x`` (so ``x1' = W - x2``), a resize
+  scales by ``(sx, sy)`` (pixel edges map to pixel edges; ``image_scale`` accumulates the factors), a crop shifts by
+  ``(-left, -top)`` and clips to the window. A crop drops the boxes left with width or height <= 0 or with less than
+  ``min_visible`` of their area inside, together with their rows of ``labels``, ``instance_ids``,
+  ``annotation_ids`` and ``masks`` (N, H, W; resampled like a label map). The ``instance`` id map is a label map
+  (nearest neighbour, crops pad 0 = no thing).
 
 Randomness comes from an explicit :class:`numpy.random.Generator`: pass ``rng=`` per call, or let the transform use
 its own generator, which is (re)built per process from ``(torch.initial_seed(), seed)``. Inside DataLoader workers
@@ -40,6 +47,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError, ShapeError
 from .sample import (
+    BOX_KEYS,
+    BOX_ROW_KEYS,
     DENSE_FLOAT_KEYS,
     DISPARITY_KEYS,
     IGNORE_INDEX,
@@ -60,6 +69,7 @@ __all__ = [
     "RandomCrop",
     "CenterCrop",
     "Resize",
+    "ResizeKeepRatio",
     "ColorJitter",
     "BlockwiseLabels",
     "ComputeHHA",
@@ -70,6 +80,9 @@ __all__ = [
     "center_zoom",
     "jitter_color",
     "compute_hha",
+    "flip_boxes",
+    "scale_boxes",
+    "crop_boxes",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,7 +126,13 @@ def _spatial_size(sample: Sample) -> tuple[int, int]:
 
 def _reject_unknown_spatial(sample: Sample, size: tuple[int, int]) -> None:
     # An unknown H x W tensor would silently fall out of alignment, so refuse it instead of passing it through.
-    known = set(SPATIAL_KEYS) | set(POSE_KEYS) | {"intrinsics", "baseline", "meta"}
+    known = (
+        set(SPATIAL_KEYS)
+        | set(POSE_KEYS)
+        | set(BOX_KEYS)
+        | set(BOX_ROW_KEYS)
+        | {"intrinsics", "baseline", "meta", "image_scale", "image_id", "image_size"}
+    )
     for key, value in sample.items():
         if key in known or not isinstance(value, torch.Tensor) or value.dim() < 2:
             continue
@@ -152,6 +171,88 @@ def _apply_pixel_map(sample: Sample, out: Sample, a: torch.Tensor, *, mirror: bo
     out["intrinsics"] = k_new.to(k.dtype)
 
 
+def _check_box_tensor(sample: Sample, key: str) -> torch.Tensor:
+    boxes = sample[key]
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ShapeError(f"sample[{key!r}] must be an (N, 4) tensor of x1, y1, x2, y2 pixels, got {_describe(boxes)}")
+    if not boxes.is_floating_point():
+        raise ShapeError(f"sample[{key!r}] must be float (x1, y1, x2, y2 pixels), got {boxes.dtype}; use .float()")
+    return boxes
+
+
+def _check_rows(sample: Sample) -> int | None:
+    """Number of boxes N; every key of BOX_ROW_KEYS present must have N rows (ShapeError naming it otherwise)."""
+    if "boxes" not in sample:
+        for key in BOX_ROW_KEYS:
+            if key == "labels" and key in sample and isinstance(sample[key], torch.Tensor):
+                raise ShapeError("sample has 'labels' but no 'boxes'; box labels need their boxes")
+        return None
+    n = int(_check_box_tensor(sample, "boxes").shape[0])
+    for key in BOX_ROW_KEYS:
+        value = sample.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor) or value.dim() < 1 or int(value.shape[0]) != n:
+            raise ShapeError(
+                f"sample[{key!r}] must have one row per box ({n} boxes), got {_describe(value)}; keep it aligned "
+                "with sample['boxes']"
+            )
+    return n
+
+
+def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
+    """Mirror xyxy boxes of an image ``width`` pixels wide: ``x1' = W - x2``, ``x2' = W - x1`` (exact twice)."""
+    out = boxes.clone()
+    out[:, 0] = width - boxes[:, 2]
+    out[:, 2] = width - boxes[:, 0]
+    return out
+
+
+def scale_boxes(boxes: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """Resize xyxy boxes with the image: ``x -> sx x``, ``y -> sy y`` (pixel edges map to pixel edges)."""
+    factors = torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    return (boxes.to(torch.float64) * factors).to(boxes.dtype)
+
+
+def crop_boxes(
+    boxes: torch.Tensor, top: int, left: int, height: int, width: int, *, min_visible: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift xyxy boxes into the window ``[top, top + height) x [left, left + width)`` and clip them to it.
+
+    Returns the clipped boxes that are kept and the boolean keep mask over the input: a box is dropped when its
+    clipped width or height is <= 0, or when less than ``min_visible`` (a fraction in [0, 1]) of its area lies
+    inside the window.
+    """
+    shifted = boxes.to(torch.float64) - torch.tensor([left, top, left, top], dtype=torch.float64)
+    clipped = torch.stack(
+        [
+            shifted[:, 0].clamp(0, width),
+            shifted[:, 1].clamp(0, height),
+            shifted[:, 2].clamp(0, width),
+            shifted[:, 3].clamp(0, height),
+        ],
+        dim=1,
+    )
+    w, h = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+    keep = (w > 0) & (h > 0)
+    if min_visible > 0:
+        area = (shifted[:, 2] - shifted[:, 0]).clamp(min=0) * (shifted[:, 3] - shifted[:, 1]).clamp(min=0)
+        keep &= w.clamp(min=0) * h.clamp(min=0) >= min_visible * area
+    return clipped[keep].to(boxes.dtype), keep
+
+
+def _filter_rows(out: Sample, keep: torch.Tensor) -> None:
+    for key in BOX_ROW_KEYS:
+        if isinstance(out.get(key), torch.Tensor):
+            out[key] = out[key][keep]
+
+
+def _update_scale(sample: Sample, out: Sample, sx: float, sy: float) -> None:
+    previous = sample.get("image_scale")
+    base = previous.to(torch.float64) if isinstance(previous, torch.Tensor) else torch.ones(2, dtype=torch.float64)
+    out["image_scale"] = base * torch.tensor([sx, sy], dtype=torch.float64)
+
+
 def hflip(sample: Sample) -> Sample:
     """Mirror a sample left-right: ``x -> W - 1 - x`` for every map, with consistent camera geometry.
 
@@ -165,10 +266,16 @@ def hflip(sample: Sample) -> Sample:
         3.0
     """
     _, w = _spatial_size(sample)
+    _check_rows(sample)
     out = dict(sample)
     for key in SPATIAL_KEYS:
         if key in sample:
             out[key] = torch.flip(sample[key], dims=(-1,))
+    for key in BOX_KEYS:
+        if key in sample:
+            out[key] = flip_boxes(_check_box_tensor(sample, key), w)
+    if isinstance(sample.get("masks"), torch.Tensor):
+        out["masks"] = torch.flip(sample["masks"], dims=(-1,))
     if "sensor_flow" in sample:
         flow = out["sensor_flow"].clone()
         flow[0] = -flow[0]
@@ -185,12 +292,13 @@ def hflip(sample: Sample) -> Sample:
     return out
 
 
-def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample:
+def crop(sample: Sample, top: int, left: int, height: int, width: int, *, min_visible: float = 0.0) -> Sample:
     """Crop the window ``[top, top + height) x [left, left + width)``; parts outside the image are padded.
 
     Padding: images, hha, depth, disparity, sensor depth and flow 0; ``semantic`` 255; ``depth_valid`` False.
     ``top``/``left`` may be negative (padding before the image). The principal point shifts: ``cx' = cx - left``,
-    ``cy' = cy - top``.
+    ``cy' = cy - top``. Boxes shift and are clipped to the window; boxes that end up empty or with less than
+    ``min_visible`` of their area inside are dropped with their rows (:func:`crop_boxes`); ``masks`` pad False.
 
     Examples:
         >>> s = {"depth": torch.ones(1, 4, 4), "intrinsics": torch.eye(3)}
@@ -200,11 +308,21 @@ def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample
     """
     if height <= 0 or width <= 0:
         raise ShapeError(f"crop size must be positive, got height={height}, width={width}")
+    if not 0.0 <= float(min_visible) <= 1.0:
+        raise ConfigError(f"crop min_visible must be a fraction in [0, 1], got {min_visible!r}")
     _spatial_size(sample)
+    _check_rows(sample)
     out = dict(sample)
     for key in SPATIAL_KEYS:
         if key in sample:
             out[key] = _crop_tensor(sample[key], top, left, height, width, _PAD_FILL.get(key, 0))
+    if isinstance(sample.get("masks"), torch.Tensor):
+        out["masks"] = _crop_tensor(sample["masks"], top, left, height, width, False)
+    if "crowd_boxes" in sample:
+        out["crowd_boxes"], _ = crop_boxes(_check_box_tensor(sample, "crowd_boxes"), top, left, height, width)
+    if "boxes" in sample:
+        out["boxes"], keep = crop_boxes(sample["boxes"], top, left, height, width, min_visible=float(min_visible))
+        _filter_rows(out, keep)
     a = torch.tensor([[1.0, 0.0, -float(left)], [0.0, 1.0, -float(top)], [0.0, 0.0, 1.0]])
     _apply_pixel_map(sample, out, a)
     return out
@@ -237,7 +355,8 @@ def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation 
     the pixel unit of its reference scale; it is not rescaled by ``W'/W``).
     ``sensor_flow``: nearest neighbour, rescaled exactly (including the sub-pixel offset the nearest-neighbour pick
     introduces, so it still describes the resampled ``sensor_depth``). Intrinsics: ``fx' = sx fx``,
-    ``cx' = (cx + 0.5) sx - 0.5`` with ``sx = W'/W`` (likewise y).
+    ``cx' = (cx + 0.5) sx - 0.5`` with ``sx = W'/W`` (likewise y). Boxes scale by ``(sx, sy)``, ``masks`` and the
+    ``instance`` map are resampled like label maps, and a sample with boxes records the factors in ``image_scale``.
 
     Examples:
         >>> k = torch.tensor([[10.0, 0, 4.5], [0, 10, 2.5], [0, 0, 1]])
@@ -247,12 +366,23 @@ def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation 
     """
     out_h, out_w = _check_size(size, "size")
     h, w = _spatial_size(sample)
+    _check_rows(sample)
     if (out_h, out_w) == (h, w):
-        return dict(sample)
+        out = dict(sample)
+        if "boxes" in sample:
+            _update_scale(sample, out, 1.0, 1.0)
+        return out
     sy, sx = out_h / h, out_w / w
     iy, ix = _nearest_index(h, out_h), _nearest_index(w, out_w)
     shrink = out_h < h or out_w < w
     out = dict(sample)
+    for key in BOX_KEYS:
+        if key in sample:
+            out[key] = scale_boxes(_check_box_tensor(sample, key), sx, sy)
+    if "boxes" in sample:
+        _update_scale(sample, out, sx, sy)
+    if isinstance(sample.get("masks"), torch.Tensor):
+        out["masks"] = sample["masks"][..., iy[:, None], ix[None, :]]
     for key in IMAGE_KEYS + IMAGE_LIKE_KEYS:
         if key in sample:
             img = sample[key]
@@ -277,7 +407,12 @@ def resize(sample: Sample, size: Sequence[int], *, interpolation: Interpolation 
 
 
 def center_zoom(
-    sample: Sample, scale: float, *, divide_depth: bool = True, interpolation: Interpolation = "bilinear"
+    sample: Sample,
+    scale: float,
+    *,
+    divide_depth: bool = True,
+    interpolation: Interpolation = "bilinear",
+    min_visible: float = 0.0,
 ) -> Sample:
     """Zoom by ``scale`` about the image centre keeping the size (resize, then centre crop or pad).
 
@@ -304,7 +439,7 @@ def center_zoom(
     h, w = _spatial_size(sample)
     big_h, big_w = max(1, round(h * scale)), max(1, round(w * scale))
     out = resize(sample, (big_h, big_w), interpolation=interpolation)
-    out = crop(out, (big_h - h) // 2, (big_w - w) // 2, h, w)
+    out = crop(out, (big_h - h) // 2, (big_w - w) // 2, h, w, min_visible=min_visible)
     if divide_depth:
         for key in DENSE_FLOAT_KEYS:
             if key in out:
@@ -574,6 +709,7 @@ class CenterZoom(_RandomTransform):
     """MTL-PyTorch NYUD "ScaleNRotate" (rotation 0): zoom about the centre by a random choice of ``scales``.
 
     Keeps the size; with ``divide_depth=True`` depth is divided by the scale (see :func:`center_zoom`).
+    ``min_visible``: boxes with less of their area inside the zoomed view are dropped (:func:`crop_boxes`).
     """
 
     def __init__(
@@ -582,31 +718,39 @@ class CenterZoom(_RandomTransform):
         divide_depth: bool = True,
         *,
         interpolation: Interpolation = "bilinear",
+        min_visible: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(seed)
         self.scales = _check_scales(scales, "CenterZoom scales")
         self.divide_depth = bool(divide_depth)
         self.interpolation = interpolation
+        self.min_visible = _check_fraction(min_visible, "CenterZoom min_visible")
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         s = float(self.scales[int(self._rng(rng).integers(len(self.scales)))])
         if s == 1.0:
             return sample
-        return center_zoom(sample, s, divide_depth=self.divide_depth, interpolation=self.interpolation)
+        return center_zoom(
+            sample, s, divide_depth=self.divide_depth, interpolation=self.interpolation, min_visible=self.min_visible
+        )
 
 
 class RandomCrop(_RandomTransform):
     """Crop ``size = (height, width)`` at a uniformly random position.
 
     If the sample is smaller than the crop along a side, the image is placed at a random offset inside a padded
-    canvas (``pad_if_needed=True``) or a ShapeError is raised.
+    canvas (``pad_if_needed=True``) or a ShapeError is raised. Boxes with less than ``min_visible`` of their area
+    inside the crop (or nothing) are dropped (:func:`crop_boxes`).
     """
 
-    def __init__(self, size: Sequence[int], pad_if_needed: bool = True, *, seed: int | None = None) -> None:
+    def __init__(
+        self, size: Sequence[int], pad_if_needed: bool = True, *, min_visible: float = 0.0, seed: int | None = None
+    ) -> None:
         super().__init__(seed)
         self.size = _check_size(size, "RandomCrop size")
         self.pad_if_needed = bool(pad_if_needed)
+        self.min_visible = _check_fraction(min_visible, "RandomCrop min_visible")
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         gen = self._rng(rng)
@@ -619,7 +763,7 @@ class RandomCrop(_RandomTransform):
             )
         top = int(gen.integers(min(0, h - ch), max(0, h - ch) + 1))
         left = int(gen.integers(min(0, w - cw), max(0, w - cw) + 1))
-        return crop(sample, top, left, ch, cw)
+        return crop(sample, top, left, ch, cw, min_visible=self.min_visible)
 
 
 class CenterCrop(Transform):
@@ -643,6 +787,32 @@ class Resize(Transform):
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         return resize(sample, self.size, interpolation=self.interpolation)
+
+
+class ResizeKeepRatio(Transform):
+    """Resize keeping the aspect ratio so that the long side is at most ``scale[0]`` and the short side at most
+    ``scale[1]`` (mmdetection's ``Resize(scale=(1333, 800), keep_ratio=True)``, the COCO detection setting).
+
+    The factor is ``f = min(long / max(H, W), short / min(H, W))`` and the size ``(int(H f + 0.5), int(W f + 0.5))``;
+    boxes scale with the realised ``(W' / W, H' / H)`` (see :func:`resize`).
+    """
+
+    def __init__(self, scale: Sequence[int] = (1333, 800), *, interpolation: Interpolation = "bilinear") -> None:
+        long_side, short_side = _check_size(scale, "ResizeKeepRatio scale")
+        if long_side < short_side:
+            raise ConfigError(
+                f"ResizeKeepRatio scale must be [long side, short side] with long >= short, got {list(scale)!r}"
+            )
+        self.scale = (long_side, short_side)
+        self.interpolation = interpolation
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        factor = min(self.scale[0] / max(height, width), self.scale[1] / min(height, width))
+        return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        h, w = _spatial_size(sample)
+        return resize(sample, self.output_size(h, w), interpolation=self.interpolation)
 
 
 class ColorJitter(_RandomTransform):
@@ -769,6 +939,8 @@ class ComputeHHA(Transform):
 _CONFIG_KEYS = (
     "hha",
     "resize",
+    "resize_keep_ratio",
+    "box_min_visible",
     "hflip",
     "zoom",
     "scale",
@@ -789,6 +961,7 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
       (train and eval), first, so the encoding is computed on the full frame and then augmented like the image;
       ``true`` = ``auto`` (``sensor_depth`` if the sample has it, else ``depth``);
     * ``resize: [h, w]`` - fixed resize (train and eval);
+    * ``resize_keep_ratio: [long, short]`` - :class:`ResizeKeepRatio` (train and eval; COCO detection: [1333, 800]);
     * ``hflip: true | p`` - random horizontal flip (p = 0.5 for ``true``);
     * ``zoom: [s1, s2, ...]`` or ``{scales: [...], divide_depth: bool}`` - :class:`CenterZoom` (NYUD MTL);
     * ``scale: [min, max]`` - :class:`RandomScale` with a uniform range;
@@ -798,10 +971,12 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
     * ``blockwise_labels: nu_max`` or ``{nu_max: int, method: majority | nearest, void: fill | keep}`` -
       :class:`BlockwiseLabels`, last, so the blocks align with the crop (training on block-wise annotation, the
       spectral-analysis paper's Sec. 3.3); ``null`` = pixel-wise labels;
+    * ``box_min_visible: f`` - boxes with less than the fraction ``f`` of their area inside a crop or zoom are
+      dropped (default 0: only boxes left empty);
     * ``seed: int`` - salt of the pipeline's generator.
 
-    With ``train=False`` only ``hha`` and ``resize`` are applied (evaluation sees whole, un-augmented images and
-    pixel-wise labels).
+    With ``train=False`` only ``hha``, ``resize`` and ``resize_keep_ratio`` are applied (evaluation sees whole,
+    un-augmented images and pixel-wise labels).
 
     Raises:
         ConfigError: unknown key (with close matches) or a malformed value (naming the key).
@@ -836,6 +1011,9 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
             )
     if cfg.get("resize") is not None:
         steps.append(Resize(_check_size(cfg["resize"], "transform key 'resize'")))
+    if cfg.get("resize_keep_ratio") is not None:
+        steps.append(ResizeKeepRatio(_check_size(cfg["resize_keep_ratio"], "transform key 'resize_keep_ratio'")))
+    min_visible = _check_fraction(cfg.get("box_min_visible", 0.0), "transform key 'box_min_visible'")
     if not train:
         return Compose(steps, seed=seed)
     flip = cfg.get("hflip")
@@ -850,15 +1028,15 @@ def build_transforms(cfg: dict[str, Any] | None, *, train: bool) -> Compose:
             from .._registry import check_kwargs
 
             check_kwargs(CenterZoom, zoom, what="transform key 'zoom'")
-            steps.append(CenterZoom(**zoom))
+            steps.append(CenterZoom(**{"min_visible": min_visible, **zoom}))
         else:
-            steps.append(CenterZoom(_check_scales(zoom, "transform key 'zoom'")))
+            steps.append(CenterZoom(_check_scales(zoom, "transform key 'zoom'"), min_visible=min_visible))
     if cfg.get("scale") is not None:
         steps.append(RandomScale(None, scale_range=_check_range(cfg["scale"], "transform key 'scale'")))
     if cfg.get("scale_choices") is not None:
         steps.append(RandomScale(_check_scales(cfg["scale_choices"], "transform key 'scale_choices'")))
     if cfg.get("crop") is not None:
-        steps.append(RandomCrop(_check_size(cfg["crop"], "transform key 'crop'")))
+        steps.append(RandomCrop(_check_size(cfg["crop"], "transform key 'crop'"), min_visible=min_visible))
     jitter = cfg.get("color_jitter")
     if jitter is not None and jitter is not False and jitter != 0:
         if isinstance(jitter, dict):
@@ -894,6 +1072,12 @@ def _check_size(size: object, what: str) -> tuple[int, int]:
     if not ok:
         raise ConfigError(f"{what} must be [height, width] with positive integers, got {size!r}")
     return int(size[0]), int(size[1])  # type: ignore[index]
+
+
+def _check_fraction(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{what} must be a fraction in [0, 1], got {value!r}")
+    return float(value)
 
 
 def _check_scales(scales: object, what: str) -> tuple[float, ...]:

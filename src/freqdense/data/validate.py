@@ -14,6 +14,12 @@ Two kinds of problems are distinguished:
 Every key of ``IMAGE_KEYS``, ``IMAGE_LIKE_KEYS``, ``DENSE_FLOAT_KEYS``, ``DISPARITY_KEYS`` and ``LABEL_KEYS`` plus
 ``sensor_flow`` takes part in the spatial-size consistency check.
 
+Detection boxes (``boxes`` (N, 4) xyxy pixels with ``labels`` (N,) and optional ``instance_ids``, ``crowd_boxes``)
+must be finite, have ``x2 > x1`` and ``y2 > y1``, lie inside the image (``0 <= x1``, ``x2 <= W``, likewise y, up to
+1e-3 px) and carry labels in ``[0, num_box_classes)``; the message names the sample, the box index and its values.
+``on_error="sanitize"`` clips boxes to the image and drops the degenerate ones and those with bad labels (with their
+rows). Structure (shapes, dtypes, rows that do not match the boxes) is always an error.
+
 Each check is one vectorised reduction (``aminmax`` / ``equal``) on the happy path; the offending values are only
 collected when a check fails.
 """
@@ -27,6 +33,7 @@ import torch
 
 from ..errors import DataError
 from .sample import (
+    BOX_ROW_KEYS,
     DENSE_FLOAT_KEYS,
     DISPARITY_KEYS,
     IGNORE_INDEX,
@@ -61,6 +68,7 @@ def validate_sample(
     ignore_index: int = IGNORE_INDEX,
     source: str,
     on_error: Literal["raise", "sanitize"] = "raise",
+    num_box_classes: int | None = None,
 ) -> Sample:
     """Validate (and optionally sanitise) one un-batched sample.
 
@@ -71,6 +79,7 @@ def validate_sample(
         source: where the sample came from (dataset name / file), used in every message; ``meta["id"]`` is appended.
         on_error: ``"raise"`` raises on any problem; ``"sanitize"`` fixes value problems (see the module docstring)
             with a warning and still raises on structural ones.
+        num_box_classes: number of detection classes of ``labels`` (None: only ``labels >= 0`` is checked).
 
     Returns:
         The input sample when nothing needed fixing, otherwise a shallow copy with the fixed tensors.
@@ -88,7 +97,9 @@ def validate_sample(
     if on_error not in ("raise", "sanitize"):
         raise ValueError(f"on_error must be 'raise' or 'sanitize', got {on_error!r}")
     v = _Validator(sample, source, on_error == "sanitize")
-    size = v.spatial_size() or (0, 0)  # (0, 0) is never used: it only stands in when no map is present
+    found = v.spatial_size()
+    v.has_spatial = found is not None
+    size = found or (0, 0)  # (0, 0) is never used: it only stands in when no map is present
     for key in IMAGE_KEYS + IMAGE_LIKE_KEYS:
         if key in sample:
             v.image(key, size)
@@ -111,6 +122,12 @@ def validate_sample(
             v.pose(key)
     if "baseline" in sample:
         v.baseline()
+    if "instance" in sample:
+        v.instance(size)
+    if "boxes" in sample or "labels" in sample:
+        v.boxes(size if v.has_spatial else None, num_box_classes)
+    if "crowd_boxes" in sample:
+        v.crowd_boxes(size if v.has_spatial else None)
     return v.result()
 
 
@@ -122,6 +139,7 @@ class _Validator:
         sample_id = meta.get("id") if isinstance(meta, dict) else None
         self.where = source if sample_id is None else f"{source} (id {sample_id})"
         self.fixed: dict[str, torch.Tensor] = {}
+        self.has_spatial = False
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def get(self, key: str) -> torch.Tensor:
@@ -298,3 +316,97 @@ class _Validator:
         if not isinstance(b, torch.Tensor) or b.dim() != 0 or not b.is_floating_point() or not bool(torch.isfinite(b)):
             desc = f"{b.dtype} tensor of shape {tuple(b.shape)}" if isinstance(b, torch.Tensor) else repr(b)
             raise self.fail(f"sample['baseline'] must be a finite 0-dim float tensor (metres, signed), got {desc}")
+
+    def instance(self, size: tuple[int, int]) -> None:
+        ids = self.tensor("instance", size, "(H, W)")
+        if ids.dtype != torch.int64:
+            raise self.fail(f"sample['instance'] must be int64 instance ids (0 = no thing), got {ids.dtype}")
+        if ids.numel() and int(ids.min()) < 0:
+            raise self.fail(f"sample['instance'] holds negative ids (min {int(ids.min())}); ids are >= 0")
+
+    def _box_tensor(self, key: str) -> torch.Tensor:
+        boxes = self.sample[key]
+        if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+            desc = f"shape {tuple(boxes.shape)}" if isinstance(boxes, torch.Tensor) else type(boxes).__name__
+            raise self.fail(f"sample[{key!r}] must be an (N, 4) tensor of x1, y1, x2, y2 pixels, got {desc}")
+        self.floating(key, boxes)
+        return boxes
+
+    def boxes(self, size: tuple[int, int] | None, num_box_classes: int | None) -> None:
+        if "boxes" not in self.sample or "labels" not in self.sample:
+            missing = "boxes" if "boxes" not in self.sample else "labels"
+            raise self.fail(
+                f"sample has {'labels' if missing == 'boxes' else 'boxes'} but no {missing!r}; a detection "
+                "sample needs both (N, 4) boxes and (N,) labels"
+            )
+        boxes = self._box_tensor("boxes")
+        n = int(boxes.shape[0])
+        labels = self.sample["labels"]
+        if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (n,):
+            desc = f"shape {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise self.fail(f"sample['labels'] must have shape ({n},), one label per box, got {desc}")
+        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+            raise self.fail(f"sample['labels'] must be int64 class ids, got {labels.dtype}; build it with .long()")
+        for key in BOX_ROW_KEYS:
+            value = self.sample.get(key)
+            if key == "labels" or value is None:
+                continue
+            if not isinstance(value, torch.Tensor) or value.dim() < 1 or int(value.shape[0]) != n:
+                desc = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise self.fail(f"sample[{key!r}] must have one row per box ({n}), got {desc}")
+        if num_box_classes is not None and num_box_classes <= 0:
+            raise self.fail(
+                f"validating sample['labels'] needs a positive number of box classes, got {num_box_classes}"
+            )
+        if n == 0:
+            return
+        b = boxes.double()
+        finite = torch.isfinite(b).all(dim=1)
+        ordered = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+        inside = torch.ones(n, dtype=torch.bool)
+        if size is not None:
+            h, w = size
+            tol = 1e-3
+            inside = (b[:, 0] >= -tol) & (b[:, 1] >= -tol) & (b[:, 2] <= w + tol) & (b[:, 3] <= h + tol)
+        limit = num_box_classes if num_box_classes is not None else torch.iinfo(torch.int64).max
+        good_label = (labels >= 0) & (labels < limit)
+        ok = finite & ordered & inside & good_label
+        if bool(ok.all()):
+            return
+        problems = []
+        for i in torch.nonzero(~ok).flatten()[:_MAX_LISTED].tolist():
+            why = []
+            if not finite[i]:
+                why.append("NaN/inf")
+            elif not ordered[i]:
+                why.append("x2 <= x1 or y2 <= y1")
+            elif not inside[i]:
+                why.append(f"outside the {size[1]}x{size[0]} (WxH) image")  # type: ignore[index]
+            if not good_label[i]:
+                why.append(f"label {int(labels[i])} not in [0, {num_box_classes if num_box_classes else 'inf'})")
+            problems.append(f"box {i} {[round(v, 3) for v in b[i].tolist()]}: {', '.join(why)}")
+        more = f" and {int((~ok).sum()) - _MAX_LISTED} more" if int((~ok).sum()) > _MAX_LISTED else ""
+        message = f"has {int((~ok).sum())} bad boxes of {n}: {'; '.join(problems)}{more}"
+        fix = "fix the annotations (boxes are x1, y1, x2, y2 pixels inside the image, labels in range) or drop them"
+        if not self.sanitize:
+            raise self.fail(f"sample['boxes'] {message}; {fix}")
+        clipped = b.clone()
+        if size is not None:
+            clipped[:, 0::2] = clipped[:, 0::2].clamp(0, size[1])
+            clipped[:, 1::2] = clipped[:, 1::2].clamp(0, size[0])
+        keep = finite & good_label & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        log.warning(
+            "%s: sample['boxes'] %s; sanitised (clipped to the image, %d dropped)",
+            self.where,
+            message,
+            int((~keep).sum()),
+        )
+        self.fixed["boxes"] = clipped[keep].to(boxes.dtype)
+        for key in BOX_ROW_KEYS:
+            if isinstance(self.sample.get(key), torch.Tensor):
+                self.fixed[key] = self.sample[key][keep]
+
+    def crowd_boxes(self, size: tuple[int, int] | None) -> None:
+        boxes = self._box_tensor("crowd_boxes")
+        if not bool(torch.isfinite(boxes).all()):
+            raise self.fail("sample['crowd_boxes'] holds NaN/inf; crowd regions must be finite x1, y1, x2, y2 pixels")

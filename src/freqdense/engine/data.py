@@ -19,6 +19,7 @@ from .distributed import DistInfo
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "collate_batch",
     "PreparedDataset",
     "ResumableSampler",
     "ShardSampler",
@@ -28,6 +29,36 @@ __all__ = [
     "train_loader",
     "eval_loader",
 ]
+
+
+def collate_batch(samples: list[Sample]) -> dict[str, Any]:
+    """The engine's collate: torch's default collate, except for detection samples (with ``boxes``), which
+    :func:`freqdense.data.coco.collate_detection` batches (box sets as lists, images zero-padded to the largest with
+    ``image_size``); their ``meta`` is collated as torch would (a dict of lists), so messages can name samples."""
+    from torch.utils.data import default_collate
+
+    if not samples or not isinstance(samples[0], dict) or "boxes" not in samples[0]:
+        return default_collate(samples)
+    from ..data.coco import collate_detection
+
+    if any("image_scale" in s for s in samples):  # a resize some samples skipped (e.g. a zoom by 1) left none
+        samples = [
+            s if "image_scale" in s else {**s, "image_scale": torch.ones(2, dtype=torch.float64)} for s in samples
+        ]
+    batch = collate_detection(samples)
+    metas = batch.get("meta")
+    if isinstance(metas, list) and metas and all(isinstance(m, dict) for m in metas):
+        keys = set(metas[0])
+        if all(set(m) == keys for m in metas):
+            batch["meta"] = {k: [m[k] for m in metas] for k in metas[0]}
+    return batch
+
+
+def _box_classes(dataset: Any) -> int | None:
+    from ..tasks.detection import detection_classes
+
+    names = detection_classes(dataset)
+    return len(names) if names else None
 
 
 def _accepts_rng(transform: Callable) -> bool:
@@ -59,6 +90,8 @@ class PreparedDataset(Dataset):
         self.epoch = 0
         self.validate = validate
         self.num_classes = num_classes
+        #: Detection classes of ``labels`` (the synthetic scenes' thing classes, a COCO file's categories).
+        self.num_box_classes = _box_classes(dataset)
         self._pass_rng = transform is not None and _accepts_rng(transform)
 
     def set_epoch(self, epoch: int) -> None:
@@ -83,7 +116,7 @@ class PreparedDataset(Dataset):
             from ..data.validate import validate_sample
 
             source = f"{type(self.dataset).__name__}[{index}]"
-            validate_sample(sample, num_classes=self.num_classes, source=source)
+            validate_sample(sample, num_classes=self.num_classes, source=source, num_box_classes=self.num_box_classes)
         return sample
 
 
@@ -150,7 +183,9 @@ def _check_split(dataset: PreparedDataset, role: str, split: str, *, validate: b
     name = type(raw).__name__
     for index in progress(range(len(raw)), f"check {role}", unit="sample", enabled=enabled):
         source = f"{role} split {split!r}: {name}[{index}]"
-        validate_sample(raw[index], num_classes=dataset.num_classes, source=source)
+        validate_sample(
+            raw[index], num_classes=dataset.num_classes, source=source, num_box_classes=dataset.num_box_classes
+        )
 
 
 def preflight(
@@ -161,6 +196,7 @@ def preflight(
     model: Any = None,
     segments: bool = False,
     show_progress: bool = True,
+    detects: bool = False,
 ) -> None:
     """Checks that must pass before training step 1, so that nothing fails after hours of training:
 
@@ -168,7 +204,8 @@ def preflight(
     - with ``data.validate``, every sample of **both** splits passes
       :func:`~freqdense.data.validate.validate_sample` (label range, finite depth, shapes); the error names the
       split, the dataset and the sample index (plus the sample's id or file where the dataset gives one),
-    - a model with ``num_classes`` predicts exactly the dataset's classes when the task segments.
+    - a model with ``num_classes`` predicts exactly the dataset's classes when the task segments, or exactly its
+      detection classes when the task detects (``detects``).
 
     Raises:
         ConfigError, DataError: naming the key, split or sample.
@@ -183,8 +220,35 @@ def preflight(
                 f"model.num_classes={model_classes} but dataset {cfg.dataset!r} has {dataset_classes} classes; the "
                 f"segmentation logits must have one channel per class: set model.num_classes={dataset_classes}"
             )
+    box_classes = getattr(train_set, "num_box_classes", None)
+    if detects and isinstance(model_classes, int) and isinstance(box_classes, int) and model_classes != box_classes:
+        raise ConfigError(
+            f"model.num_classes={model_classes} but dataset {cfg.dataset!r} has {box_classes} detection classes; the "
+            f"detector needs one score per class: set model.num_classes={box_classes}"
+        )
     _check_split(train_set, "train", cfg.train_split, validate=cfg.validate, enabled=show_progress)
     _check_split(val_set, "val", cfg.val_split, validate=cfg.validate, enabled=show_progress)
+    if detects:
+        _check_has_boxes(cfg, train_set, "train")
+        _check_has_boxes(cfg, val_set, "val")
+
+
+def _check_has_boxes(cfg: DataConfig, dataset: PreparedDataset, role: str) -> None:
+    """A detection run needs boxes and labels in its samples (the first sample stands for the split)."""
+    from ..errors import DataError
+
+    sample = dataset.dataset[0]
+    missing = [k for k in ("boxes", "labels") if k not in sample]
+    if missing:
+        hint = (
+            "add 'instance' to data.args.modalities (e.g. [image, instance])"
+            if cfg.dataset == "synthetic"
+            else "use a dataset with boxes (dataset: coco)"
+        )
+        raise DataError(
+            f"task detection needs {missing} in every sample, but the {role} split of dataset {cfg.dataset!r} gives "
+            f"only {sorted(sample)}; {hint}"
+        )
 
 
 def render_ahead(dataset: Dataset, info: DistInfo) -> int:
@@ -224,6 +288,7 @@ def train_loader(dataset: PreparedDataset, cfg: DataConfig, info: DistInfo, *, s
         drop_last=True,
         generator=_loader_generator(seed),
         persistent_workers=False,
+        collate_fn=collate_batch,
     )
 
 
@@ -235,4 +300,5 @@ def eval_loader(dataset: Dataset, cfg: DataConfig, info: DistInfo) -> DataLoader
         sampler=ShardSampler(len(dataset), info),
         num_workers=cfg.num_workers,
         generator=_loader_generator(0),
+        collate_fn=collate_batch,
     )

@@ -197,9 +197,9 @@ def evaluate_checkpoint(
     """Evaluate a trained model on a split of the dataset its config names (overrides apply to that config)."""
     from ..config import build_config, parse_overrides
     from ..config.load import merge_dicts
-    from ..tasks import build_task
+    from ..tasks import build_task, task_classes
     from .checkpoint import load_model
-    from .data import build_dataset
+    from .data import build_dataset, collate_batch
     from .train import resolve_device
 
     dev = resolve_device(device)
@@ -210,10 +210,11 @@ def evaluate_checkpoint(
     cfg = build_config(raw, source=f"{meta['checkpoint_dir']}/meta.json")
     split = split or cfg.data.val_split
     dataset = build_dataset(cfg.data, split, train=False)
-    task = build_task(
-        cfg.task, num_classes=getattr(dataset, "num_classes", None), class_names=getattr(dataset, "classes", None)
+    num_classes, class_names = task_classes(cfg.task, dataset)
+    task = build_task(cfg.task, num_classes=num_classes, class_names=class_names)
+    loader = DataLoader(
+        dataset, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers, collate_fn=collate_batch
     )
-    loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
     metrics = evaluate(
         model,
         task,

@@ -76,11 +76,14 @@ def flatten_config(data: Mapping[str, Any]) -> dict[str, Any]:
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted key -> ``(old value, new value)`` for every key whose value differs (``"<absent>"`` where missing)."""
     a, b = flatten_config(old), flatten_config(new)
-    return {
-        k: (a.get(k, _MISSING), b.get(k, _MISSING))
-        for k in sorted(set(a) | set(b))
-        if a.get(k, _MISSING) != b.get(k, _MISSING)
-    }
+    out = {}
+    for k in sorted(set(a) | set(b)):
+        pair = (a.get(k, _MISSING), b.get(k, _MISSING))
+        # A key added to the schema later with an empty-mapping default (e.g. task.detection: {}) is absent from
+        # older runs' configs; absent and {} mean the same defaults.
+        if pair[0] != pair[1] and not (_MISSING in pair and {} in pair):
+            out[k] = pair
+    return out
 
 
 def stored_config(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any] | None, Path | None]:

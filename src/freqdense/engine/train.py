@@ -23,7 +23,7 @@ from .._progress import Progress
 from ..config import ExperimentConfig, config_to_dict
 from ..errors import CheckpointError, ConfigError, DiskFullError, FreqdenseError, TrainingDivergedError
 from ..models import create_model
-from ..tasks import build_task
+from ..tasks import build_task, task_classes
 from .checkpoint import (
     latest_checkpoint,
     load_train_state,
@@ -76,16 +76,26 @@ def git_revision() -> str:
 
 
 def model_meta(cfg: ExperimentConfig, dataset: Any, model: torch.nn.Module, tasks: tuple[str, ...]) -> dict[str, Any]:
-    """What inference needs besides the weights: classes, palette, normalisation, units, the config."""
+    """What inference needs besides the weights: classes, palette, normalisation, units, the config.
+
+    A detection run records its detection classes (``detection_classes``) and one colour per class."""
     mean, std = getattr(model, "mean", None), getattr(model, "std", None)
     size = getattr(dataset, "size", None)
+    classes = list(getattr(dataset, "classes", []) or [])
+    palette = [list(map(int, c)) for c in (getattr(dataset, "palette", []) or [])]
+    if "detection" in tasks:
+        from ..tasks.detection import detection_classes
+        from ..viz import default_palette
+
+        classes = list(detection_classes(dataset) or [])
+        palette = default_palette(len(classes)).tolist() if classes else []
     return {
         "freqdense_version": __version__,
         "git_revision": git_revision(),
         "config": config_to_dict(cfg),
         "tasks": list(tasks),
-        "classes": list(getattr(dataset, "classes", []) or []),
-        "palette": [list(map(int, c)) for c in (getattr(dataset, "palette", []) or [])],
+        "classes": classes,
+        "palette": palette,
         "normalization": {
             "mean": mean.flatten().tolist() if mean is not None else None,
             "std": std.flatten().tolist() if std is not None else None,
@@ -255,9 +265,8 @@ def train(
 
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, seed=cfg.train.seed)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    task = build_task(
-        cfg.task, num_classes=getattr(train_set, "num_classes", None), class_names=getattr(train_set, "classes", None)
-    )
+    num_classes, class_names = task_classes(cfg.task, train_set)
+    task = build_task(cfg.task, num_classes=num_classes, class_names=class_names)
     model = create_model(cfg.model.name, **cfg.model.kwargs).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -265,7 +274,15 @@ def train(
     scheduler = build_scheduler(cfg.schedule, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
     meta = model_meta(cfg, train_set, model, task.keys)
-    preflight(cfg.data, train_set, val_set, model=model, segments="semantic" in task.keys, show_progress=info.is_main)
+    preflight(
+        cfg.data,
+        train_set,
+        val_set,
+        model=model,
+        segments="semantic" in task.keys,
+        detects="detection" in task.keys,
+        show_progress=info.is_main,
+    )
 
     best = None
     if state is not None:

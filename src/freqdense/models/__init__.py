@@ -11,6 +11,7 @@ from . import (
     dan,  # noqa: F401  (registers dan: a reconstruction of DAN)
     deeplabv3plus,  # noqa: F401  (registers deeplabv3plus)
     fafnet,  # noqa: F401  (registers fafnet, two_stream_deeplabv3plus)
+    fcos,  # noqa: F401  (registers fcos: FCOS detection on the FreqFusion FPN neck)
     fpn,  # noqa: F401  (registers fpn, segformer_head)
     monodepth,  # noqa: F401  (registers monodepth)
     mti_net,  # noqa: F401  (registers mti_net)

@@ -1,9 +1,21 @@
-"""Stateless tensor math shared by nn/, losses/ and spectral/: geometry, DCT, FFT spectra, frequency maps."""
+"""Stateless tensor math shared by nn/, losses/ and spectral/: geometry, DCT, FFT spectra, frequency maps, boxes."""
 
 from __future__ import annotations
 
 from .ambiguity import ambiguity_map
 from .blur import auto_blur, auto_blur_weight
+from .boxes import (
+    batched_nms,
+    box_area,
+    box_convert,
+    box_iou,
+    boxes_to_distances,
+    clip_boxes,
+    distances_to_boxes,
+    generalized_box_iou,
+    nms,
+    remove_small_boxes,
+)
 from .dct import dct2d, dct_matrix, idct2d
 from .fft import (
     fft_frequencies,
@@ -29,6 +41,16 @@ from .hha import depth_to_hha, estimate_gravity, surface_normals
 from .reassemble import carafe, carafe_reference, carafe_unfold
 
 __all__ = [
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "boxes_to_distances",
+    "clip_boxes",
+    "distances_to_boxes",
+    "generalized_box_iou",
+    "nms",
+    "remove_small_boxes",
     "estimate_gravity",
     "depth_to_hha",
     "surface_normals",

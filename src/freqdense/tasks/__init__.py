@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..losses.consistency import SEG_MODES, LocalConsistencyLoss
 from .base import DEFAULT_INPUTS, MetricSet, Task, TaskPart, model_inputs
 from .depth import DepthEstimation, depth_loss
+from .detection import DetectionTask, detection_classes
 from .segmentation import SemanticSegmentation
 from .self_supervised_depth import SelfSupervisedDepth
 
@@ -23,21 +24,49 @@ __all__ = [
     "depth_loss",
     "build_task",
     "SelfSupervisedDepth",
+    "DetectionTask",
+    "detection_classes",
+    "task_classes",
     "model_inputs",
     "DEFAULT_INPUTS",
 ]
 
 
+def task_classes(cfg: TaskConfig, dataset: Any) -> tuple[int | None, tuple[str, ...] | None]:
+    """``(num_classes, class_names)`` a task of ``cfg`` takes from ``dataset``: the detection classes
+    (:func:`~freqdense.tasks.detection.detection_classes`) for ``detection``, else the dataset's (semantic) classes."""
+    if cfg.name == "detection":
+        names = detection_classes(dataset)
+        return (len(names) if names is not None else None), names
+    names = getattr(dataset, "classes", None)
+    return getattr(dataset, "num_classes", None), (tuple(names) if names is not None else None)
+
+
 def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequence[str] | None = None) -> Task:
-    """The task of an experiment config (``segmentation``, ``depth``, ``multitask`` = both, or
-    ``self_supervised_depth``)."""
+    """The task of an experiment config (``segmentation``, ``depth``, ``multitask`` = both,
+    ``self_supervised_depth`` or ``detection``; for ``detection`` pass the detection classes, see
+    :func:`task_classes`)."""
+    if cfg.name == "detection":
+        if tuple(cfg.inputs) != DEFAULT_INPUTS:
+            raise ConfigError(
+                f"task.inputs={list(cfg.inputs)} is not supported by detection (the detector takes the image); "
+                "remove task.inputs"
+            )
+        if cfg.consistency is not None or cfg.loss_weights:
+            raise ConfigError(
+                "task.consistency and task.loss_weights do not apply to detection; set the FCOS loss weights in "
+                "task.detection.loss_weights {cls, bbox, centerness}"
+            )
+        return DetectionTask.from_options(  # type: ignore[return-value]
+            cfg.detection, num_classes=num_classes, class_names=class_names
+        )
+    if cfg.detection:
+        raise ConfigError(f"task.detection options need task.name: detection (got {cfg.name!r}); remove them")
     consistency = _consistency_from_config(cfg.consistency, task_name=cfg.name)
     if cfg.name == "self_supervised_depth":
         from .._registry import check_kwargs
 
         if tuple(cfg.inputs) != DEFAULT_INPUTS:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"task.inputs={list(cfg.inputs)} is not supported by self_supervised_depth (it feeds the image "
                 "and its source views itself); remove task.inputs"
@@ -57,8 +86,6 @@ def build_task(cfg: TaskConfig, *, num_classes: int | None, class_names: Sequenc
     parts = {}
     if cfg.name in ("segmentation", "multitask"):
         if not num_classes:
-            from ..errors import ConfigError
-
             raise ConfigError(f"task {cfg.name!r} needs a dataset with classes (num_classes is {num_classes})")
         parts["semantic"] = SemanticSegmentation(
             num_classes, ignore_index=cfg.ignore_index, class_names=class_names, absent_classes=cfg.absent_classes
