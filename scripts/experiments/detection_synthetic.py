@@ -13,7 +13,7 @@ x1, y1, x2, y2 of all training boxes of the class) is predicted in every validat
 share of the training boxes. It measures how much AP a detector gets from where objects usually are and how
 frequent each class is, without looking at the image.
 
-Run (2 necks x 3 seeds = 6 runs of 600 steps; a bilinear run took 31 min on the busy 2-core development machine):
+Run (2 necks x 3 seeds = 6 runs of 600 steps; 16 min in all on the 2-core development machine):
 
     python scripts/experiments/detection_synthetic.py --seeds 0 1 2
 
