@@ -83,3 +83,8 @@ def test_bad_fusion_and_dilated_backbone_are_refused():
     m = create_model("fpn", fusion="freqfusion", **{**SMALL, "backbone_kwargs": {"base_width": 8, "output_stride": 16}})
     with pytest.raises(ConfigError, match="strides growing by 2"):
         m(torch.rand(1, 3, 64, 64))
+    # bilinear resizes to any size: a dilated backbone's equal-size levels still work
+    dilated = create_model(
+        "fpn", fusion="bilinear", **{**SMALL, "backbone_kwargs": {"base_width": 8, "output_stride": 16}}
+    )
+    assert dilated(torch.rand(1, 3, 64, 64))["semantic"].shape[-2:] == (64, 64)

@@ -66,10 +66,11 @@ def upsample_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def fusion_step(module: nn.Module, hr: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``module(hr, lr)`` after checking ``lr`` is half of ``hr`` (up to rounding); returns ``(hr_out, lr_up)``."""
+    """Run ``module(hr, lr)``, first checking ``lr`` is half of ``hr`` (up to rounding) for the members that need it
+    (bilinear and nearest resize to any size, e.g. between the equal-size levels of a dilated backbone)."""
     h, w = hr.shape[-2:]
     th, tw = 2 * lr.shape[-2], 2 * lr.shape[-1]
-    if abs(th - h) > 1 or abs(tw - w) > 1:
+    if getattr(module, "exact_double", True) and (abs(th - h) > 1 or abs(tw - w) > 1):
         name = getattr(module, "name", type(module).__name__)
         raise ConfigError(
             f"the {name} up-sampler fuses a level with twice the resolution of the coarser one; got fine "

@@ -86,9 +86,9 @@ class Upsampler(nn.Module):
             raise ShapeError(
                 f"{self.name}: hr and lr must have the same batch size, got {tuple(hr.shape)} and {tuple(lr.shape)}"
             )
-        lh, lw = double_size(hr, lr)
-        if not self.exact_double:
+        if not self.exact_double:  # interpolation resizes to any size, as the decoders always allowed
             return UpsamplerOutput(*self._fuse(hr, lr))
+        lh, lw = double_size(hr, lr)
         height, width = hr.shape[-2:]
         if (lh, lw) != tuple(lr.shape[-2:]):
             lr = F.pad(lr, (0, lw - lr.shape[-1], 0, lh - lr.shape[-2]), mode="replicate")
