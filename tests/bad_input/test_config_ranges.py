@@ -21,6 +21,8 @@ RANGE_CASES = [
     ("eval.scales", [1.0, 0.0], "(0.0, inf]"),
     ("eval.scales", [], "non-empty"),
     ("schedule.step_size", 0, ">= 1"),
+    ("schedule.milestones", [5, 3], "strictly increasing"),
+    ("schedule.milestones", [0, 4], ">= 1"),
     ("schedule.total_steps", 0, ">= 1"),
     ("schedule.total_steps", -5, ">= 1"),
     ("schedule.warmup_steps", -1, ">= 0"),
@@ -46,6 +48,7 @@ RANGE_CASES = [
     ("optim.betas", [-0.1, 0.999], "[0.0, 1.0)"),
     ("optim.clip_grad_norm", 0.0, "(0.0, inf]"),
     ("optim.backbone_lr_mult", -1.0, "[0.0, inf]"),
+    ("optim.bias_lr_mult", -2.0, "[0.0, inf]"),
     ("data.batch_size", 0, ">= 1"),
     ("data.val_batch_size", 0, ">= 1"),
     ("data.num_workers", -1, ">= 0"),
@@ -71,6 +74,8 @@ def _culprit_key(key: str, value) -> str:
         return "task.max_depth"  # min_depth 30 > max_depth 20: the message names the pair through max_depth
     if key == "optim.betas":
         return "optim.betas[1]" if value[1] >= 1 else "optim.betas[0]"
+    if key == "schedule.milestones" and value[0] < 1:
+        return "schedule.milestones[0]"
     if key == "eval.scales" and value:
         return "eval.scales[1]"
     return key

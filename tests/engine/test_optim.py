@@ -90,3 +90,41 @@ def test_resumed_scheduler_uses_the_extended_schedule_from_the_first_update():
     assert resumed.last_epoch == 8
     assert [g["lr"] for g in resumed_opt.param_groups] == pytest.approx([expected] * len(resumed_opt.param_groups))
     assert resumed.get_last_lr() == pytest.approx([expected] * len(resumed_opt.param_groups))
+
+
+def test_step_schedule_with_milestones_decays_at_each():
+    # mmdetection's 1x: x0.1 after epochs 8 and 11 of 12 (here 8 and 11 steps), warm-up first.
+    cfg = ScheduleConfig(name="step", total_steps=12, milestones=[8, 11], gamma=0.1)
+    assert [lr_factor(s, cfg) for s in (0, 7, 8, 10, 11)] == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01])
+
+
+def _group_of(opt, param):
+    (group,) = [g for g in opt.param_groups if any(p is param for p in g["params"])]
+    return group["lr"], group["weight_decay"]
+
+
+def test_bias_lr_multiplier_and_decayed_norm_weights_as_mmdetection_fcos():
+    # FCOS's paramwise_cfg: bias_lr_mult 2, no decay on biases; mmdetection decays (Group)Norm weights by default.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Conv2d(4, 2, 1))
+    cfg = OptimConfig(name="sgd", lr=0.01, weight_decay=1e-4, bias_lr_mult=2.0, norm_weight_decay=True)
+    opt = build_optimizer(cfg, net)
+    assert _group_of(opt, net[0].weight) == (pytest.approx(0.01), 1e-4)
+    assert _group_of(opt, net[0].bias) == (pytest.approx(0.02), 0.0)
+    assert _group_of(opt, net[1].weight) == (pytest.approx(0.01), 1e-4)
+    assert _group_of(opt, net[1].bias) == (pytest.approx(0.02), 0.0)
+    assert _group_of(opt, net[2].bias) == (pytest.approx(0.02), 0.0)
+    # the scheduler keeps the ratio: every group follows the same factor of its own base lr
+    sched = build_scheduler(ScheduleConfig(name="step", total_steps=4, milestones=[2]), opt)
+    for _ in range(2):
+        opt.step()
+        sched.step()
+    assert _group_of(opt, net[0].bias)[0] == pytest.approx(0.002)
+
+
+def test_default_grouping_is_unchanged_so_older_optimizer_states_load():
+    # Runs written before bias_lr_mult existed hold two groups per backbone / non-backbone part; resuming them must
+    # build the same groups in the same order.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), net)
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 4]
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]

@@ -260,3 +260,20 @@ def test_an_lr_change_on_resume_is_applied_to_every_group_and_the_schedule(tmp_p
         sched.step()
     expected = 0.001 * lr_factor(35, cfg.schedule)
     assert all(math.isclose(g["lr"], expected, rel_tol=1e-9) for g in opt.param_groups)
+
+
+def test_a_key_the_schema_gained_later_is_no_change_at_its_default():
+    # A run written before optim.bias_lr_mult / schedule.milestones existed has no such keys: at their defaults the
+    # resumed run computes the same thing; any other value is a change.
+    from freqdense.engine.run_config import config_differences
+
+    old = {"optim": {"name": "sgd", "lr": 0.1}, "schedule": {"name": "step"}}
+    same = {"optim": {"name": "sgd", "lr": 0.1, "bias_lr_mult": 1.0}, "schedule": {"name": "step", "milestones": []}}
+    assert config_differences(old, same) == {}
+    changed = {"optim": {"name": "sgd", "lr": 0.1, "bias_lr_mult": 2.0}, "schedule": {"name": "step"}}
+    assert config_differences(old, changed) == {"optim.bias_lr_mult": ("<absent>", 2.0)}
+    # and a key a newer run has that the old one lacked the other way round is still reported
+    assert config_differences(same, old) == {
+        "optim.bias_lr_mult": (1.0, "<absent>"),
+        "schedule.milestones": ([], "<absent>"),
+    }

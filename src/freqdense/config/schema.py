@@ -105,6 +105,10 @@ class OptimConfig:
     clip_grad_norm: float | None = None
     #: Learning-rate multiplier for backbone parameters (models exposing ``.backbone``).
     backbone_lr_mult: float = 1.0
+    #: Learning-rate multiplier for biases (mmdetection's ``paramwise_cfg.bias_lr_mult``; FCOS uses 2).
+    bias_lr_mult: float = 1.0
+    #: Apply ``weight_decay`` to 1-D normalisation weights too (mmdetection's default; biases never decay).
+    norm_weight_decay: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,9 @@ class ScheduleConfig:
     warmup_factor: float = 0.001
     power: float = 0.9
     step_size: int = 1000
+    #: ``step`` only: multiply by ``gamma`` at each of these steps instead of every ``step_size`` steps
+    #: (mmdetection's multi-step policy, e.g. epochs 8 and 11 of a 1x schedule); empty = every ``step_size``.
+    milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
 

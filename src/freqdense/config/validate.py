@@ -132,6 +132,7 @@ def _check_optim(cfg: OptimConfig, source: str) -> None:
     if cfg.clip_grad_norm is not None:
         c.finite("clip_grad_norm", cfg.clip_grad_norm, 0.0, None, lo_open=True)
     c.finite("backbone_lr_mult", cfg.backbone_lr_mult, 0.0, None)
+    c.finite("bias_lr_mult", cfg.bias_lr_mult, 0.0, None)
     if cfg.name == "sgd" and cfg.nesterov and cfg.momentum == 0:
         c.fail("momentum", cfg.momentum, "> 0 with optim.nesterov: true (Nesterov momentum needs a momentum)")
 
@@ -149,6 +150,12 @@ def _check_schedule(cfg: ScheduleConfig, source: str) -> None:
     c.finite("warmup_factor", cfg.warmup_factor, 0.0, 1.0)
     c.finite("power", cfg.power, 0.0, None, lo_open=True)
     c.integer("step_size", cfg.step_size, 1)
+    for i, milestone in enumerate(cfg.milestones):
+        c.integer(f"milestones[{i}]", milestone, 1)
+    if list(cfg.milestones) != sorted(set(cfg.milestones)):
+        c.fail("milestones", list(cfg.milestones), "strictly increasing steps (e.g. [58632, 80619])")
+    if cfg.milestones and cfg.name != "step":
+        c.fail("milestones", list(cfg.milestones), f"empty unless schedule.name is 'step' (it is {cfg.name!r})")
     c.finite("gamma", cfg.gamma, 0.0, 1.0, lo_open=True)
     c.finite("min_lr_ratio", cfg.min_lr_ratio, 0.0, 1.0)
 

@@ -13,18 +13,23 @@ __all__ = ["build_optimizer", "build_scheduler", "load_scheduler_state", "lr_fac
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD / Adam / AdamW; no weight decay on norm weights and biases; optional backbone lr multiplier."""
+    """SGD / Adam / AdamW with parameter groups: no weight decay on biases (nor on 1-D norm weights unless
+    ``norm_weight_decay``), ``bias_lr_mult`` on biases, ``backbone_lr_mult`` on the model's ``.backbone``."""
     backbone = getattr(model, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
+    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        key = (id(p) in backbone_ids, p.ndim <= 1)
+        is_bias = name.rsplit(".", 1)[-1] == "bias"
+        no_decay = is_bias or (p.ndim <= 1 and not cfg.norm_weight_decay)
+        # Biases get their own groups only when their lr differs (the default grouping stays that of earlier runs,
+        # whose optimizer states must still load on resume).
+        key = (id(p) in backbone_ids, no_decay, is_bias and cfg.bias_lr_mult != 1.0)
         groups.setdefault(key, []).append(p)
     param_groups = []
-    for (in_backbone, no_decay), params in sorted(groups.items()):
-        lr = cfg.lr * (cfg.backbone_lr_mult if in_backbone else 1.0)
+    for (in_backbone, no_decay, scaled_bias), params in sorted(groups.items()):
+        lr = cfg.lr * (cfg.backbone_lr_mult if in_backbone else 1.0) * (cfg.bias_lr_mult if scaled_bias else 1.0)
         param_groups.append({"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else cfg.weight_decay})
     if cfg.name == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
@@ -48,6 +53,8 @@ def lr_factor(step: int, cfg: ScheduleConfig) -> float:
         decay = (1 - progress) ** cfg.power
     elif cfg.name == "cosine":
         decay = 0.5 * (1 + math.cos(math.pi * progress))
+    elif cfg.name == "step" and cfg.milestones:
+        decay = cfg.gamma ** sum(step >= m for m in cfg.milestones)
     elif cfg.name == "step":
         decay = cfg.gamma ** (step // max(cfg.step_size, 1))
     else:  # pragma: no cover - the schema restricts names

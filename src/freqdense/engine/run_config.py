@@ -16,6 +16,8 @@ checkpoint). Three kinds of key:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,16 +75,37 @@ def flatten_config(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _schema_defaults() -> dict[str, Any]:
+    """Dotted key -> default of the sections whose dataclasses build without arguments (optim, schedule, ...)."""
+    from ..config import schema
+
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(schema.ExperimentConfig):
+        try:
+            default = field.type if not isinstance(field.type, str) else getattr(schema, field.type)
+            section = default()
+        except (TypeError, AttributeError):  # model: no defaults
+            continue
+        out.update(flatten_config({field.name: _plain(dataclasses.asdict(section))}))
+    return out
+
+
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Dotted key -> ``(old value, new value)`` for every key whose value differs (``"<absent>"`` where missing)."""
+    """Dotted key -> ``(old value, new value)`` for every key whose value differs (``"<absent>"`` where missing).
+
+    A key the schema gained after the old run was written is absent from its config; absent and the key's default
+    (or an empty mapping, e.g. ``task.detection: {}``) mean the same run."""
     a, b = flatten_config(old), flatten_config(new)
+    defaults = _schema_defaults()
     out = {}
     for k in sorted(set(a) | set(b)):
         pair = (a.get(k, _MISSING), b.get(k, _MISSING))
-        # A key added to the schema later with an empty-mapping default (e.g. task.detection: {}) is absent from
-        # older runs' configs; absent and {} mean the same defaults.
-        if pair[0] != pair[1] and not (_MISSING in pair and {} in pair):
-            out[k] = pair
+        if pair[0] == pair[1] or (_MISSING in pair and {} in pair):
+            continue
+        if pair[0] == _MISSING and k in defaults and defaults[k] == pair[1]:
+            continue
+        out[k] = pair
     return out
 
 
