@@ -49,6 +49,7 @@ RANGE_CASES = [
     ("optim.clip_grad_norm", 0.0, "(0.0, inf]"),
     ("optim.backbone_lr_mult", -1.0, "[0.0, inf]"),
     ("optim.bias_lr_mult", -2.0, "[0.0, inf]"),
+    ("optim.lr_mult", {"pose_encoder": -1.0}, "[0.0, inf]"),
     ("data.batch_size", 0, ">= 1"),
     ("data.val_batch_size", 0, ">= 1"),
     ("data.num_workers", -1, ">= 0"),
@@ -74,6 +75,8 @@ def _culprit_key(key: str, value) -> str:
         return "task.max_depth"  # min_depth 30 > max_depth 20: the message names the pair through max_depth
     if key == "optim.betas":
         return "optim.betas[1]" if value[1] >= 1 else "optim.betas[0]"
+    if key == "optim.lr_mult":
+        return f"optim.lr_mult.{next(iter(value))}"
     if key == "schedule.milestones" and value[0] < 1:
         return "schedule.milestones[0]"
     if key == "eval.scales" and value:

@@ -10,6 +10,7 @@ from torch import nn
 
 from freqdense.config.schema import OptimConfig, ScheduleConfig
 from freqdense.engine.optim import build_optimizer, build_scheduler, load_scheduler_state, lr_factor
+from freqdense.errors import ConfigError
 
 
 def test_poly_closed_form():
@@ -128,3 +129,28 @@ def test_default_grouping_is_unchanged_so_older_optimizer_states_load():
     opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), net)
     assert [len(g["params"]) for g in opt.param_groups] == [2, 4]
     assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+
+
+def test_lr_multipliers_by_parameter_name_prefix():
+    # e.g. a from-scratch pose network at 10x the depth network's lr; the longest prefix wins; multipliers combine.
+    net = nn.ModuleDict({"depth": nn.Linear(2, 2), "pose_encoder": nn.Linear(2, 2), "pose_decoder": nn.Linear(2, 2)})
+    net.pose_decoder.add_module("last", nn.Linear(2, 1))
+    cfg = OptimConfig(
+        name="adam", lr=1e-4, weight_decay=0.0, bias_lr_mult=2.0, lr_mult={"pose_": 99.0, "pose_encoder": 10.0}
+    )
+    with pytest.raises(ConfigError, match=r"'pose_' names no trainable parameter.*depth, pose_decoder, pose_encoder"):
+        build_optimizer(cfg, net)  # prefixes are dotted names: 'pose_' is not one
+    cfg = OptimConfig(
+        name="adam",
+        lr=1e-4,
+        weight_decay=0.0,
+        bias_lr_mult=2.0,
+        lr_mult={"pose_encoder": 10.0, "pose_decoder": 10.0, "pose_decoder.last": 0.5},
+    )
+    opt = build_optimizer(cfg, net)
+    assert _group_of(opt, net.depth.weight)[0] == pytest.approx(1e-4)
+    assert _group_of(opt, net.pose_encoder.weight)[0] == pytest.approx(1e-3)
+    assert _group_of(opt, net.pose_encoder.bias)[0] == pytest.approx(2e-3)
+    assert _group_of(opt, net.pose_decoder.weight)[0] == pytest.approx(1e-3)
+    assert _group_of(opt, net.pose_decoder.last.weight)[0] == pytest.approx(5e-5)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))

@@ -141,3 +141,23 @@ def test_pose_decoder_scales_output_by_0_01():
     axisangle, translation = dec([[torch.zeros(1, 64, 2, 2)]])
     assert torch.allclose(axisangle[0, 0, 0], torch.tensor([0.0, 0.01, 0.02]))
     assert torch.allclose(translation[0, 1, 0], torch.tensor([0.09, 0.10, 0.11]))
+
+
+def test_zero_pose_init_starts_at_the_identity_and_then_trains_everything():
+    # pose_init="zero": the last conv is zero, so every predicted pose is exactly the identity; its gradient is not
+    # zero, and after one step the layers before it get gradients too.
+    model = small(pose_init="zero").train()
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert torch.equal(model.pose(a, b), torch.eye(4).expand(2, 4, 4))
+    assert torch.equal(model.pose(a, b, invert=True), torch.eye(4).expand(2, 4, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model.pose(a, b)[:, :3, 3].sum().backward()
+        optimizer.step()
+    pose_params = [(n, p) for n, p in model.named_parameters() if n.startswith(("pose_encoder.", "pose_decoder."))]
+    missing = [n for n, p in pose_params if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+    assert not torch.equal(model.pose(a, b), torch.eye(4).expand(2, 4, 4))
+    # the default keeps Monodepth2's (PyTorch's) initialisation of that conv
+    assert small().pose_decoder.net[3].weight.abs().sum() > 0

@@ -105,6 +105,9 @@ class OptimConfig:
     clip_grad_norm: float | None = None
     #: Learning-rate multiplier for backbone parameters (models exposing ``.backbone``).
     backbone_lr_mult: float = 1.0
+    #: Learning-rate multipliers by parameter-name prefix, e.g. ``{pose_encoder: 10, pose_decoder: 10}`` (the longest
+    #: matching prefix wins; combined with the backbone and bias multipliers). Every prefix must name parameters.
+    lr_mult: dict[str, float] = field(default_factory=dict)
     #: Learning-rate multiplier for biases (mmdetection's ``paramwise_cfg.bias_lr_mult``; FCOS uses 2).
     bias_lr_mult: float = 1.0
     #: Apply ``weight_decay`` to 1-D normalisation weights too (mmdetection's default; biases never decay).

@@ -133,6 +133,8 @@ def _check_optim(cfg: OptimConfig, source: str) -> None:
         c.finite("clip_grad_norm", cfg.clip_grad_norm, 0.0, None, lo_open=True)
     c.finite("backbone_lr_mult", cfg.backbone_lr_mult, 0.0, None)
     c.finite("bias_lr_mult", cfg.bias_lr_mult, 0.0, None)
+    for prefix, mult in cfg.lr_mult.items():
+        c.finite(f"lr_mult.{prefix}", mult, 0.0, None)
     if cfg.name == "sgd" and cfg.nesterov and cfg.momentum == 0:
         c.fail("momentum", cfg.momentum, "> 0 with optim.nesterov: true (Nesterov momentum needs a momentum)")
 

@@ -8,28 +8,47 @@ import torch
 from torch import nn
 
 from ..config.schema import OptimConfig, ScheduleConfig
+from ..errors import ConfigError
 
 __all__ = ["build_optimizer", "build_scheduler", "load_scheduler_state", "lr_factor"]
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD / Adam / AdamW with parameter groups: no weight decay on biases (nor on 1-D norm weights unless
-    ``norm_weight_decay``), ``bias_lr_mult`` on biases, ``backbone_lr_mult`` on the model's ``.backbone``."""
+    ``norm_weight_decay``); lr multipliers ``backbone_lr_mult`` on the model's ``.backbone``, ``bias_lr_mult`` on
+    biases and ``lr_mult`` by parameter-name prefix, multiplied together.
+
+    Raises:
+        ConfigError: an ``lr_mult`` prefix that names no trainable parameter.
+    """
     backbone = getattr(model, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
-    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
+    prefixes = sorted(cfg.lr_mult, key=len, reverse=True)
+    used: set[str] = set()
+    groups: dict[tuple[bool, bool, bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         is_bias = name.rsplit(".", 1)[-1] == "bias"
         no_decay = is_bias or (p.ndim <= 1 and not cfg.norm_weight_decay)
-        # Biases get their own groups only when their lr differs (the default grouping stays that of earlier runs,
-        # whose optimizer states must still load on resume).
-        key = (id(p) in backbone_ids, no_decay, is_bias and cfg.bias_lr_mult != 1.0)
+        prefix = next((k for k in prefixes if name == k or name.startswith(k.rstrip(".") + ".")), None)
+        mult = 1.0 if prefix is None else float(cfg.lr_mult[prefix])
+        if prefix is not None:
+            used.add(prefix)
+        # Biases get their own groups only when their lr differs: with default options the groups are those of
+        # earlier runs, whose optimizer states must still load on resume.
+        key = (id(p) in backbone_ids, no_decay, is_bias and cfg.bias_lr_mult != 1.0, mult)
         groups.setdefault(key, []).append(p)
+    unused = [k for k in cfg.lr_mult if k not in used]
+    if unused:
+        tops = sorted({n.split(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad})
+        raise ConfigError(
+            f"optim.lr_mult: {', '.join(map(repr, unused))} names no trainable parameter of this model; prefixes are "
+            f"dotted parameter names such as {', '.join(tops[:8])}"
+        )
     param_groups = []
-    for (in_backbone, no_decay, scaled_bias), params in sorted(groups.items()):
-        lr = cfg.lr * (cfg.backbone_lr_mult if in_backbone else 1.0) * (cfg.bias_lr_mult if scaled_bias else 1.0)
+    for (in_backbone, no_decay, scaled_bias, mult), params in sorted(groups.items()):
+        lr = cfg.lr * mult * (cfg.backbone_lr_mult if in_backbone else 1.0) * (cfg.bias_lr_mult if scaled_bias else 1.0)
         param_groups.append({"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else cfg.weight_decay})
     if cfg.name == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)

@@ -57,6 +57,8 @@ MONODEPTH_STD = 0.225
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 #: Monodepth2 scales the pose decoder's raw output by this factor.
 POSE_SCALE = 0.01
+#: Initialisations of the pose decoder's last conv: PyTorch's default (Monodepth2) or zero (identity pose).
+POSE_INITS = ("default", "zero")
 
 
 def disp_to_depth(disp: Tensor, min_depth: float, max_depth: float) -> tuple[Tensor, Tensor]:
@@ -212,10 +214,19 @@ class PoseDecoder(nn.Module):
         num_input_features: number of feature lists concatenated (1 for the pairwise pose encoder).
         num_frames: frames predicted per input (Monodepth2 builds 2 and uses the first).
         hidden: width of the hidden convs (256 in Monodepth2).
+        zero_init: start at the identity pose (the last conv's weights and bias zero; PyTorch's default init in
+            Monodepth2). A randomly initialised pose network trained from scratch starts with translations of a
+            random direction; see ``create_monodepth(pose_init=...)``.
     """
 
     def __init__(
-        self, encoder_channels: Sequence[int], *, num_input_features: int = 1, num_frames: int = 2, hidden: int = 256
+        self,
+        encoder_channels: Sequence[int],
+        *,
+        num_input_features: int = 1,
+        num_frames: int = 2,
+        hidden: int = 256,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         self.num_input_features = num_input_features
@@ -229,6 +240,9 @@ class PoseDecoder(nn.Module):
             ]
         )
         self.relu = nn.ReLU()
+        if zero_init:
+            nn.init.zeros_(self.net[3].weight)
+            nn.init.zeros_(self.net[3].bias)
 
     def forward(self, features: Sequence[Sequence[Tensor]]) -> tuple[Tensor, Tensor]:
         """Feature lists -> (axisangle, translation), each (B, num_frames, 1, 3), already scaled by 0.01."""
@@ -263,8 +277,11 @@ class MonodepthModel(nn.Module):
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
         upsampler: str = "nearest",
         upsampler_kwargs: dict[str, Any] | None = None,
+        pose_init: str = "default",
     ) -> None:
         super().__init__()
+        if pose_init not in POSE_INITS:
+            raise ConfigError(f"monodepth pose_init must be one of {', '.join(POSE_INITS)}, got {pose_init!r}")
         if not 0 < min_depth < max_depth:
             raise ConfigError(f"monodepth needs 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
         if 0 not in scales:
@@ -280,7 +297,9 @@ class MonodepthModel(nn.Module):
         )
         self.scales = self.depth_decoder.scales
         self.pose_encoder = pose_encoder
-        self.pose_decoder = PoseDecoder(pose_encoder.out_channels) if pose_encoder is not None else None
+        self.pose_decoder = (
+            PoseDecoder(pose_encoder.out_channels, zero_init=pose_init == "zero") if pose_encoder is not None else None
+        )
         register_normalization(self, MONODEPTH_MEAN, MONODEPTH_STD)
 
     def _normalise(self, image: Tensor) -> Tensor:
@@ -331,6 +350,7 @@ def monodepth(
     decoder_channels: Sequence[int] = DECODER_CHANNELS,
     upsampler: str = "nearest",
     upsampler_kwargs: dict[str, Any] | None = None,
+    pose_init: str = "default",
 ) -> MonodepthModel:
     """Monodepth2 depth + pose networks (Freq-aware depth's baseline; separate ResNet pose encoder on frame pairs).
 
@@ -348,6 +368,10 @@ def monodepth(
         upsampler: the decoder's 2x step (Monodepth2: ``"nearest"``; any member of the up-sampler family, see
             :class:`DepthDecoder`).
         upsampler_kwargs: keywords of the up-sampler.
+        pose_init: ``"default"`` (Monodepth2: PyTorch's initialisation everywhere) or ``"zero"`` (the pose decoder's
+            last conv starts at zero, so every predicted pose starts at the identity). Use ``"zero"`` for a pose
+            network trained from scratch: a random last layer starts it with translations of a random direction,
+            and on the synthetic video it then often never finds the forward motion (docs/methods/selfsup_pipeline.md).
     """
     if num_layers is not None:
         if int(num_layers) not in (18, 34, 50, 101):
@@ -372,6 +396,7 @@ def monodepth(
         decoder_channels=decoder_channels,
         upsampler=upsampler,
         upsampler_kwargs=upsampler_kwargs,
+        pose_init=pose_init,
     )
 
 
