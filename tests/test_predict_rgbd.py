@@ -85,6 +85,29 @@ def test_multiscale_flip_predict_matches_plain_for_a_pixelwise_model(tmp_path):
         np.testing.assert_array_equal(_labels(plain / f"{stem}_seg.png"), _labels(tta / f"{stem}_seg.png"))
 
 
+def test_multiscale_predict_averages_as_the_run_evaluated(tmp_path, monkeypatch):
+    # eval.average / eval.align_corners of the checkpoint's config reach the multi-scale wrapper (as in evaluate)
+    # and are recorded in predictions.json.
+    from freqdense.engine import multiscale
+
+    seen = {}
+    original = multiscale.MultiScaleFlip.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(multiscale.MultiScaleFlip, "__init__", spy)
+    img_dir, depth_dir, _, _ = _scene(tmp_path)
+    meta = {**META, "config": {**CONFIG, "eval": {"average": "logits", "align_corners": True}}}
+    predict_images(
+        DepthThreshold(), [img_dir], tmp_path / "o", meta=meta, extra_inputs={"sensor_depth": depth_dir}, scales=[1, 2]
+    )
+    assert (seen["average"], seen["align_corners"]) == ("logits", True)
+    inference = json.loads((tmp_path / "o" / "predictions.json").read_text())["inference"]
+    assert (inference["average"], inference["align_corners"]) == ("logits", True)
+
+
 def test_missing_or_unexpected_extra_inputs_are_config_errors(tmp_path):
     img_dir, depth_dir, _, _ = _scene(tmp_path)
     with pytest.raises(ConfigError, match="sensor_depth"):
@@ -105,7 +128,13 @@ def test_cli_depth_flag(tmp_path, monkeypatch):
     assert (_labels(out / "a_seg.png")[:, 8:] == 1).all()
     summary = json.loads((out / "predictions.json").read_text())
     assert summary["classes"] == ["near", "far"]
-    assert summary["inference"] == {"inputs": ["image", "sensor_depth"], "scales": [1.0], "flip": True}
+    assert summary["inference"] == {
+        "inputs": ["image", "sensor_depth"],
+        "scales": [1.0],
+        "flip": True,
+        "average": "probs",
+        "align_corners": False,
+    }
     assert main(["predict", "runs/x", str(img_dir), "--out", str(out)]) == 1  # --depth missing: ConfigError
 
 

@@ -20,7 +20,8 @@ model output (NaN/inf logits or depth) raises before any output is moved, and le
 
 Two-input (RGB-D) models, whose checkpoint config has ``task.inputs: [image, <key>]``, read the second input of
 ``<stem>.<ext>`` from ``extra_inputs[<key>]/<stem>.npy`` or ``<stem>.png`` (see :func:`read_extra_input`).
-Multi-scale and flip inference: ``scales=`` / ``flip=`` (:class:`freqdense.engine.multiscale.MultiScaleFlip`).
+Multi-scale and flip inference: ``scales=`` / ``flip=`` (:class:`freqdense.engine.multiscale.MultiScaleFlip`),
+averaged as the run's config says (``eval.average``, ``eval.align_corners``), as ``freqdense evaluate`` does.
 Formats and choices: docs/export_and_predict.md.
 """
 
@@ -231,13 +232,19 @@ def predict_images(
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"invalid device {device!r}: {err}; use e.g. 'cpu' or 'cuda:0'") from err
     model.to(device).eval()
-    net = model if is_single_pass(scales, flip) else MultiScaleFlip(model, keys, scales=scales, flip=flip)
+    # Multi-scale averaging as the run evaluated it (eval.average, eval.align_corners of the checkpoint's config).
+    eval_cfg = (meta.get("config") or {}).get("eval") or {}
+    tta = {"average": eval_cfg.get("average", "probs"), "align_corners": eval_cfg.get("align_corners", False)}
+    single = is_single_pass(scales, flip)
+    net = model if single else MultiScaleFlip(model, keys, scales=scales, flip=flip, **tta)
     checked_range = None if depth_range is None else check_depth_range(depth_range)
     if net_size is None:
         log.info("no input size given or in the checkpoint metadata; running at each image's own size")
     with _Staging(out_dir) as stage:
         writer = _Writer(stage, meta, save_npy, checked_range)
         _predict_files(net, files, keys, extra, writer, net_size, device, batch_size, depth_png_scale, scales, flip)
+        if not single:
+            writer.inference.update(tta)
         writer.write_colorbar()
         writer.write_summary(net_size)
         written = _commit(stage, out_dir, writer.written)
