@@ -10,6 +10,8 @@ larger loss. This script measures that on the validation scenes of an ablation c
    ``max(A(target), A(source) warped) >= delta`` (the Ambiguity-Masking rule, ``freqdense.ops.ambiguity_map``).
    Pixels without ground-truth depth (windows) or warped from outside the source are left out. Printed: the
    ambiguous share of the pixels, the ratio of their mean loss to the others', and their share of the summed loss.
+   Also printed: the AbsRel of a **constant depth** on the same scenes under the config's evaluation protocol
+   (median scaling makes it the ground truth's median everywhere), the floor a trained model must beat.
 2. **Runs** (``--runs DIR`` = the ``--out`` of ``freqdense ablate``): per row and seed, the last logged training
    step's photometric loss, the share of pixels where a warped source beat the identity (automask) and the share
    the ambiguity mask removed, plus the final evaluation's AbsRel.
@@ -23,6 +25,7 @@ Prints markdown (docs/results/selfsup_ablation_synthetic_m.md quotes it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from freqdense.losses.ambiguity_mask import warp_with_grid
 from freqdense.losses.photometric import photometric_error
 from freqdense.ops import backproject, project
 from freqdense.ops.ambiguity import ambiguity_map
+from freqdense.tasks import build_task
 
 SOURCES = {"t-1": ("image_prev", "pose_prev"), "t+1": ("image_next", "pose_next")}
 
@@ -42,10 +46,9 @@ def data_fairness(config: str, num_samples: int | None, delta: float) -> list[st
     cfg = load_config(config)
     data = cfg.data
     if num_samples is not None:
-        import dataclasses
-
         data = dataclasses.replace(data, val_args={**data.val_args, "num_samples": num_samples})
     dataset = build_dataset(data, data.val_split, train=False)
+    metric = build_task(cfg.task, num_classes=None).make_metrics().metrics["depth"]
     sums = {name: {"amb": 0.0, "other": 0.0, "n_amb": 0, "n_other": 0} for name in SOURCES}
     for i in range(len(dataset)):
         sample = torch.utils.data.default_collate([dataset[i]])
@@ -54,6 +57,7 @@ def data_fairness(config: str, num_samples: int | None, delta: float) -> list[st
         valid_depth = depth > 0
         points = backproject(torch.where(valid_depth, depth, torch.ones_like(depth)), torch.linalg.inv(K))
         target_amb = ambiguity_map(image)
+        metric.update(torch.ones_like(sample["depth"]), sample["depth"], sample.get("depth_valid"))
         for name, (image_key, pose_key) in SOURCES.items():
             source = sample[image_key].double()
             grid = project(points, K, sample[pose_key].double(), size=tuple(image.shape[-2:]))
@@ -76,7 +80,11 @@ def data_fairness(config: str, num_samples: int | None, delta: float) -> list[st
         ratio = (s["amb"] / max(s["n_amb"], 1)) / max(s["other"] / max(s["n_other"], 1), 1e-12)
         loss_share = s["amb"] / max(s["amb"] + s["other"], 1e-12)
         lines.append(f"| {name} | {share:.3f} | {ratio:.2f} | {loss_share:.3f} |")
-    lines.append(f"\n({len(dataset)} validation scenes of `{config}`, delta {delta}.)")
+    constant = metric.compute()["abs_rel"]
+    lines.append(
+        f"\n({len(dataset)} validation scenes of `{config}`, delta {delta}.) A constant depth scores AbsRel "
+        f"{constant:.4f} on them under the config's evaluation protocol."
+    )
     return lines
 
 
