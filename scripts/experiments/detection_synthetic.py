@@ -28,16 +28,14 @@ import argparse
 import json
 import logging
 import math
-import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _report import git_revision, machine, mean_std
 
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
@@ -109,24 +107,6 @@ def prior_box_baseline(out: Path, overrides: list[str]) -> dict[str, float]:
     return row
 
 
-def _fmt(values: list[float]) -> str:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return "n/a"
-    if len(finite) == 1:
-        return f"{finite[0]:.4f}"
-    return f"{statistics.mean(finite):.4f} ± {statistics.stdev(finite):.4f}"
-
-
-def _revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-        return rev.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
 def write_report(
     rows: dict[str, list[dict[str, float]]],
     baseline: dict[str, float],
@@ -140,8 +120,7 @@ def write_report(
         "",
         f"Reproduce: `{command}`",
         "",
-        f"Revision `{_revision()}`; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {elapsed / 60:.0f} min in all.",
+        f"Revision `{git_revision()}`; machine: {machine()}; {elapsed / 60:.0f} min in all.",
         "",
         note,
         "",
@@ -149,7 +128,7 @@ def write_report(
         "|---|---|---|---|" + "---|" * len(HEADERS) + "---|",
     ]
     for neck, rs in rows.items():
-        cells = [_fmt([r[k] for r in rs]) for k in KEYS]
+        cells = [mean_std([r[k] for r in rs]) for k in KEYS]
         secs = statistics.mean(r["seconds"] for r in rs)
         lines.append(
             f"| {NECKS[neck]} | {len(rs)} | {int(rs[0]['params']):,} | {int(rs[0]['fusion_params']):,} | "
@@ -158,7 +137,7 @@ def write_report(
         )
     lines.append(
         "| trivial: mean training box per class, scored by class frequency | - | 0 | - | "
-        + " | ".join(_fmt([baseline[k]]) for k in KEYS)
+        + " | ".join(mean_std([baseline[k]]) for k in KEYS)
         + " | - |"
     )
     if "bilinear" in rows and "freqfusion" in rows:

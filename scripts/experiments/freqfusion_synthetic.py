@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from _report import mean_std
 
 from freqdense.cli.analyze_similarity_cmd import compute_feature_similarity
 from freqdense.config import config_to_dict, load_config, parse_overrides
@@ -83,12 +84,6 @@ def run_one(variant: str, seed: int, out: Path, overrides: list[str]) -> dict[st
     return row
 
 
-def _fmt(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 def write_report(rows: dict[str, list[dict[str, float]]], path: Path, command: str, note: str) -> None:
     lines = [
         "# FreqFusion-FPN vs bilinear-FPN on synthetic scenes",
@@ -102,7 +97,7 @@ def write_report(rows: dict[str, list[dict[str, float]]], path: Path, command: s
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, rs in rows.items():
-        cells = [_fmt([r[c] for r in rs]) for c in COLUMNS]
+        cells = [mean_std([r[c] for r in rs]) for c in COLUMNS]
         secs = statistics.mean(r["seconds"] for r in rs)
         lines.append(f"| {variant} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
     lines += [

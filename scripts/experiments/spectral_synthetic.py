@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -44,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _report import git_revision, machine
 
 from freqdense.analysis.spectral_relation import (
     plot_relation,
@@ -296,21 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def git_state() -> str:
-    """``git rev-parse --short HEAD``, plus "with uncommitted changes" when the tree is dirty."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return rev.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
-
-
-def machine() -> str:
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
-    return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
-
-
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -368,7 +352,7 @@ def write_report(args, points, correlations, pixel_error, command, overrides, sm
         "",
         f"Reproduce: `{command}`",
         "",
-        f"Revision {git_state()}; machine: {machine()}; finished "
+        f"Revision {git_revision()}; machine: {machine()}; finished "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC.",
         "",
         note,

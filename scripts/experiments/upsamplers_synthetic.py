@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _report import git_revision, machine, mean_std
 
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
@@ -77,21 +75,6 @@ def run_one(head: str, name: str, seed: int, out: Path, overrides: list[str]) ->
     return row
 
 
-def _fmt(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def _revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-        return rev.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
 def write_report(
     rows: dict[str, dict[str, list[dict[str, float]]]], path: Path, command: str, note: str, elapsed: float
 ) -> None:
@@ -100,8 +83,7 @@ def write_report(
         "",
         f"Reproduce: `{command}`",
         "",
-        f"Revision `{_revision()}`; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {elapsed / 60:.0f} min in all.",
+        f"Revision `{git_revision()}`; machine: {machine()}; {elapsed / 60:.0f} min in all.",
         "",
         note,
         "",
@@ -122,8 +104,8 @@ def write_report(
             d_bf = f"{statistics.mean(bf) - ref_bf:+.4f}" if ref_bf is not None else "-"
             secs = statistics.mean(r["seconds"] for r in rs)
             lines.append(
-                f"| {name} | {len(rs)} | {int(rs[0]['fusion_params']):,} | {_fmt(miou)} | {d_miou} | {_fmt(bf)} "
-                f"| {d_bf} | {secs:.0f} |"
+                f"| {name} | {len(rs)} | {int(rs[0]['fusion_params']):,} | {mean_std(miou)} | {d_miou} "
+                f"| {mean_std(bf)} | {d_bf} | {secs:.0f} |"
             )
         lines.append("")
     lines += [
