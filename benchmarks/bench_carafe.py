@@ -6,8 +6,8 @@ Run: ``python -m benchmarks.bench_carafe``. Case: features (1, 256, 64, 128) -> 
 float32, CPU. Targets: >= 3x less peak memory than the unfold formulation; the time ratio to bilinear is reported.
 
 Peak memory: each formulation runs in a fresh subprocess; after the inputs are allocated and one tiny warm-up call
-has loaded every kernel, the current resident set size (``/proc/self/statm``) is the baseline, and the peak is
-``ru_maxrss`` (``resource.getrusage``, the kernel's high-water mark) after one call, minus that baseline. Large CPU
+has loaded every kernel, the peak-RSS mark is reset and the current resident set size is the baseline; the peak is
+the mark (``VmHWM``) after one call, minus that baseline (``benchmarks._memory``). Large CPU
 tensors are mmap-ed and returned to the OS when freed, so this is the extra memory the call needed, output included.
 Forward only (inference, ``torch.no_grad``) and forward + backward (kernels and features require grad).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from benchmarks._memory import current_rss, peak_rss, reset_peak_rss
 from freqdense.ops.reassemble import carafe, carafe_unfold
 
 SHAPE = (1, 256, 64, 128)
@@ -77,15 +77,13 @@ def _child(method: str, backward: bool) -> None:
     if backward:
         out.sum().backward()
     x, m = _inputs(SHAPE, backward)
-    page = os.sysconf("SC_PAGE_SIZE")
-    with open("/proc/self/statm") as f:
-        rss_before = int(f.read().split()[1]) * page
+    reset_peak_rss()
+    rss_before = current_rss()
     with torch.set_grad_enabled(backward):
         out = _run(method, x, m)
         if backward:
             out.sum().backward()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-    sys.stdout.write(json.dumps({"peak_mb": (peak - rss_before) / 2**20}) + "\n")
+    sys.stdout.write(json.dumps({"peak_mb": (peak_rss() - rss_before) / 2**20}) + "\n")
 
 
 def _peak_mb(method: str, backward: bool) -> float:
@@ -137,7 +135,7 @@ def main(repeats: int = 7) -> dict[str, float]:
         f"CARAFE benchmark: features {SHAPE} -> ({b}, {c}, {h * SCALE}, {w * SCALE}), k={K}, group=1, float32, CPU, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}\n"
         f"  max |carafe - carafe_unfold| (float64) = {err:.1e}; output tensor = {out_mb:.0f} MB\n"
-        "  peak extra memory per call (fresh subprocess, ru_maxrss - RSS before the call):\n"
+        "  peak extra memory per call (fresh subprocess, VmHWM - RSS before the call):\n"
     )
     for kind in ("fwd", "fwd_bwd"):
         ours, unf, old, bil = (results[f"{n}_{kind}_mb"] for n in METHODS)

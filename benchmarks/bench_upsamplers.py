@@ -33,7 +33,6 @@ import argparse
 import ctypes
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks._memory import current_rss, peak_rss, reset_peak_rss
 from freqdense.nn.upsamplers import UPSAMPLERS, build_upsampler, check_upsampler
 
 BASELINE = "bilinear"
@@ -160,26 +160,6 @@ def _flops(member: _Member) -> int:
     return int(counter.get_total_flops())
 
 
-def _reset_peak_rss() -> None:
-    """Lower the peak-RSS mark (``VmHWM``) to the current RSS (Linux >= 4.0), so that the mark after the call is the
-    call's peak even when importing or building took more memory than the process holds now."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:  # not permitted: the mark then includes the start-up peak
-        pass
-
-
-def _peak_rss() -> int:
-    """Peak RSS in bytes: ``VmHWM`` of this process. Not ``ru_maxrss``, which also holds the parent's peak when the
-    child was started by vfork + exec (as ``subprocess`` does) and is not lowered by ``clear_refs``."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-
 def _child(name: str, backward: bool, quick: bool) -> None:
     """Peak extra memory of one call of ``name`` in this fresh process (see the module docstring)."""
     _pin_malloc()
@@ -196,16 +176,14 @@ def _child(name: str, backward: bool, quick: bool) -> None:
     # Output-gradient weights of the full-size outputs (channels from the warm-up), allocated before the baseline.
     gen = torch.Generator().manual_seed(1)
     weights = [torch.randn(t.shape[0], t.shape[1], *size["hr"], generator=gen) for t in outs] if backward else []
-    _reset_peak_rss()
-    page = os.sysconf("SC_PAGE_SIZE")
-    with open("/proc/self/statm") as f:
-        rss_before = int(f.read().split()[1]) * page
+    reset_peak_rss()
+    rss_before = current_rss()
     with torch.set_grad_enabled(backward):
         outs = _outputs(module(hr, lr))
         if backward:
             pairs = [(t, g) for t, g in zip(outs, weights) if t.requires_grad]
             torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
-    sys.stdout.write(json.dumps({"peak_mb": (_peak_rss() - rss_before) / 2**20}) + "\n")
+    sys.stdout.write(json.dumps({"peak_mb": (peak_rss() - rss_before) / 2**20}) + "\n")
 
 
 def _peak_mb(name: str, backward: bool, quick: bool) -> float | str:
