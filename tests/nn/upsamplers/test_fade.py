@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _onnx_check import assert_dynamo_onnx_matches
 
 from freqdense.errors import ConfigError
 from freqdense.nn.upsamplers import build_upsampler
@@ -232,27 +233,5 @@ def test_guided_module_refuses_plain_upsampling_and_reports_its_options():
 
 @pytest.mark.export
 def test_onnx_export_at_an_odd_size_matches_onnxruntime():
-    # The dynamo exporter, as freqdense.export uses: dynamo=False cannot trace carafe's autograd.Function (its output
-    # becomes a constant). Static H/W keeps the test short; dynamic H/W (hr = 2 lr - 1) exports too.
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    m = _randomise(FADEUpsampler(4, 4).float().eval(), seed=5)
-
-    class Fused(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.up = m
-
-        def forward(self, hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-            return self.up(hr, lr).lr_feat
-
-    example = (torch.rand(1, 4, 9, 13), torch.rand(1, 4, 5, 7))  # odd: the padding and the crop are in the graph
-    program = torch.onnx.export(Fused().eval(), example, dynamo=True, verbose=False)
-    session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    for seed in (0, 1):  # inputs other than the traced ones
-        gen = torch.Generator().manual_seed(seed)
-        hr, lr = torch.randn(1, 4, 9, 13, generator=gen), torch.randn(1, 4, 5, 7, generator=gen)
-        feed = dict(zip((i.name for i in session.get_inputs()), (hr.numpy(), lr.numpy())))
-        (got,) = session.run(None, feed)
-        with torch.no_grad():
-            torch.testing.assert_close(torch.from_numpy(got), Fused()(hr, lr), atol=1e-4, rtol=0)
+    # odd sizes: the padding and the crop are in the graph; dynamic H/W (hr = 2 lr - 1) exports too
+    assert_dynamo_onnx_matches(_randomise(FADEUpsampler(4, 4).float().eval(), seed=5), (1, 4, 9, 13), (1, 4, 5, 7))
