@@ -27,30 +27,61 @@ from ._common import Conversion
 
 __all__ = ["FAFNetConversionReport", "convert_fafnet", "fafnet_official_to_freqdense", "freqdense_to_fafnet_official"]
 
-_STREAM = {"": "rgb", "hha_": "depth"}
 _UNUSED_REASON = "RGBDAlignModule.flow_make: built by the official code but never used in its forward pass"
 
-# (official regex, freqdense template); groups are substituted by name. Fusion blocks are handled separately.
-_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(a), b)
-    for a, b in (
-        (r"^backbone\.(?P<s>hha_)?(?P<m>conv1\.\d+|conv1|bn1)\.(?P<t>\w+)$", "backbone.{s}.{m}.{t}"),
-        (
-            r"^backbone\.layer(?P<l>\d)\.(?P<b>\d+)\.(?P<s>hha_)?(?P<m>conv\d|bn\d|downsample\.\d)\.(?P<t>\w+)$",
-            "backbone.{s}.layer{l}.{b}.{m}.{t}",
-        ),
-        (r"^head\.ppm\.stages\.(?P<i>\d+)\.(?P<j>[12])\.(?P<t>\w+)$", "decoder.ppm.stages.{i}.{j}.{t}"),
-        (r"^head\.ppm\.bottleneck\.(?P<j>[01])\.(?P<t>\w+)$", "decoder.ppm.bottleneck.{j}.{t}"),
-        (r"^head\.fpn_in\.(?P<i>\d+)\.(?P<j>[01])\.(?P<t>\w+)$", "decoder.lateral.{i}.{j}.{t}"),
-        (r"^head\.fpn_out\.(?P<i>\d+)\.0\.(?P<j>[01])\.(?P<t>\w+)$", "decoder.output.{i}.{j}.{t}"),
-        (
-            r"^head\.fpn_out_align\.(?P<i>\d+)\.(?P<m>down_h|down_l|flow_make)\.weight$",
-            "decoder.fams.{i}.{m}.weight",
-        ),
-        (r"^head\.conv_last\.0\.(?P<j>[01])\.(?P<t>\w+)$", "decoder.fuse.{j}.{t}"),
-        (r"^head\.conv_last\.1\.(?P<t>weight|bias)$", "decoder.classifier.{t}"),
-    )
+# One table for both directions: (official key, freqdense key). A ``{name:regex}`` field matches ``regex`` and carries
+# its value to the same-named ``{name}`` field of the other side; ``{stream}`` is ``""`` / ``"hha_"`` in the official
+# keys and ``rgb`` / ``depth`` in ours. The fusion rows only name the keys: the weights themselves go through
+# :meth:`~freqdense.nn.rgbd_fuse.RGBDFuse.convert_fafnet_state_dict` (``flow_make2``'s input halves are swapped).
+_KEY_MAP: tuple[tuple[str, str], ...] = (
+    (r"backbone.{stream}{m:conv1\.\d+|conv1|bn1}.{t:\w+}", "backbone.{stream}.{m}.{t}"),
+    (
+        r"backbone.layer{l:\d}.{b:\d+}.{stream}{m:conv\d|bn\d|downsample\.\d}.{t:\w+}",
+        "backbone.{stream}.layer{l}.{b}.{m}.{t}",
+    ),
+    (r"head.ppm.stages.{i:\d+}.{j:[12]}.{t:\w+}", "decoder.ppm.stages.{i}.{j}.{t}"),
+    (r"head.ppm.bottleneck.{j:[01]}.{t:\w+}", "decoder.ppm.bottleneck.{j}.{t}"),
+    (r"head.fpn_in.{i:\d+}.{j:[01]}.{t:\w+}", "decoder.lateral.{i}.{j}.{t}"),
+    (r"head.fpn_out.{i:\d+}.0.{j:[01]}.{t:\w+}", "decoder.output.{i}.{j}.{t}"),
+    (r"head.fpn_out_align.{i:\d+}.{m:down_h|down_l|flow_make}.weight", "decoder.fams.{i}.{m}.weight"),
+    (r"head.conv_last.0.{j:[01]}.{t:\w+}", "decoder.fuse.{j}.{t}"),
+    (r"head.conv_last.1.{t:weight|bias}", "decoder.classifier.{t}"),
+    (r"backbone.sagates.{i:\d+}.fsp1.filter.fc.{t:[02]\.\w+}", "fusions.{i}.acfm.mlp_rgb.{t}"),
+    (r"backbone.sagates.{i:\d+}.fsp2.filter.fc.{t:[02]\.\w+}", "fusions.{i}.acfm.mlp_depth.{t}"),
+    (r"backbone.sagates.{i:\d+}.flow_make2.weight", "fusions.{i}.align_depth.flow_make.weight"),
 )
+_STREAMS = {"official": {"": "rgb", "hha_": "depth"}, "freqdense": {"rgb": "", "depth": "hha_"}}
+_FIELD = re.compile(r"\{(\w+)(?::([^}]*))?\}")
+
+
+def _compile(source: str, target: str, side: str) -> tuple[re.Pattern[str], str, str]:
+    """``source``'s regex (fields from either template), ``target`` without the field regexes, and ``side``."""
+    fields = {m[1]: m[2] for t in (source, target) for m in _FIELD.finditer(t) if m[2]}
+    fields["stream"] = "(?:hha_)?" if side == "official" else "rgb|depth"
+    pattern, last = "", 0
+    for m in _FIELD.finditer(source):
+        pattern += re.escape(source[last : m.start()]) + f"(?P<{m[1]}>{fields[m[1]]})"
+        last = m.end()
+    pattern += re.escape(source[last:])
+    return re.compile(f"^{pattern}$"), _FIELD.sub(lambda m: "{" + m[1] + "}", target), side
+
+
+_TO_FREQDENSE = tuple(_compile(a, b, "official") for a, b in _KEY_MAP)
+_TO_OFFICIAL = tuple(_compile(b, a, "freqdense") for a, b in _KEY_MAP)
+
+
+def _rename(key: str, rules: tuple[tuple[re.Pattern[str], str, str], ...]) -> str | None:
+    """``key`` in the other layout, or None when no row of :data:`_KEY_MAP` matches it."""
+    for pattern, template, side in rules:
+        m = pattern.match(key)
+        if m:
+            groups = m.groupdict()
+            if "stream" in groups:
+                groups["stream"] = _STREAMS[side][groups["stream"]]
+            return template.format(**groups)
+    return None
+
+
 _FUSION = re.compile(r"^backbone\.sagates\.(?P<i>\d+)\.(?P<rest>.+)$")
 _FUSION_KEYS = re.compile(r"^(fsp[12]\.filter\.fc\.[02]\.(weight|bias)|flow_make2?\.weight)$")
 
@@ -107,18 +138,12 @@ def fafnet_official_to_freqdense(
             else:
                 report.unknown.append(key)
             continue
-        for pattern, template in _RULES:
-            r = pattern.match(key)
-            if r:
-                groups = {k: v for k, v in r.groupdict().items()}
-                if "s" in groups:
-                    groups["s"] = _STREAM[groups["s"] or ""]
-                new = template.format(**groups)
-                out[new] = value
-                report.mapped.append((key, new))
-                break
-        else:
+        new = _rename(key, _TO_FREQDENSE)
+        if new is None:
             report.unknown.append(key)
+        else:
+            out[new] = value
+            report.mapped.append((key, new))
     for i, block in sorted(fusion.items()):
         if "flow_make.weight" in block:
             report.unused[f"backbone.sagates.{i}.flow_make.weight"] = _UNUSED_REASON
@@ -126,42 +151,15 @@ def fafnet_official_to_freqdense(
             converted = RGBDFuse.convert_fafnet_state_dict(block)
         except CheckpointError as err:
             raise CheckpointError(f"official FAFNet fusion block backbone.sagates.{i}: {err}") from None
-        back = {
-            "acfm.mlp_rgb.": "fsp1.filter.fc.",
-            "acfm.mlp_depth.": "fsp2.filter.fc.",
-            "align_depth.flow_make.weight": "flow_make2.weight",
-        }
         for new, value in converted.items():
-            source = next(new.replace(a, b) for a, b in back.items() if new.startswith(a))
             out[f"fusions.{i}.{new}"] = value
-            report.mapped.append((f"backbone.sagates.{i}.{source}", f"fusions.{i}.{new}"))
+            report.mapped.append((_rename(f"fusions.{i}.{new}", _TO_OFFICIAL), f"fusions.{i}.{new}"))
     if not report.mapped:
         raise CheckpointError(
             "not an official FAFNet state dict: no backbone.* / head.* key of models/fafnet_alignD.py found "
             f"(first keys: {list(state_dict)[:4]}); unwrap {{'model_state': ...}} and strip 'module.' first"
         )
     return out, report
-
-
-_INVERSE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(a), b)
-    for a, b in (
-        (r"^backbone\.(?P<s>rgb|depth)\.(?P<m>conv1\.\d+|conv1|bn1)\.(?P<t>\w+)$", "backbone.{s}{m}.{t}"),
-        (
-            r"^backbone\.(?P<s>rgb|depth)\.layer(?P<l>\d)\.(?P<b>\d+)\.(?P<m>conv\d|bn\d|downsample\.\d)\.(?P<t>\w+)$",
-            "backbone.layer{l}.{b}.{s}{m}.{t}",
-        ),
-        (r"^decoder\.ppm\.stages\.(?P<i>\d+)\.(?P<j>[12])\.(?P<t>\w+)$", "head.ppm.stages.{i}.{j}.{t}"),
-        (r"^decoder\.ppm\.bottleneck\.(?P<j>[01])\.(?P<t>\w+)$", "head.ppm.bottleneck.{j}.{t}"),
-        (r"^decoder\.lateral\.(?P<i>\d+)\.(?P<j>[01])\.(?P<t>\w+)$", "head.fpn_in.{i}.{j}.{t}"),
-        (r"^decoder\.output\.(?P<i>\d+)\.(?P<j>[01])\.(?P<t>\w+)$", "head.fpn_out.{i}.0.{j}.{t}"),
-        (r"^decoder\.fams\.(?P<i>\d+)\.(?P<m>down_h|down_l|flow_make)\.weight$", "head.fpn_out_align.{i}.{m}.weight"),
-        (r"^decoder\.fuse\.(?P<j>[01])\.(?P<t>\w+)$", "head.conv_last.0.{j}.{t}"),
-        (r"^decoder\.classifier\.(?P<t>weight|bias)$", "head.conv_last.1.{t}"),
-        (r"^fusions\.(?P<i>\d+)\.acfm\.mlp_rgb\.(?P<t>[02]\.\w+)$", "backbone.sagates.{i}.fsp1.filter.fc.{t}"),
-        (r"^fusions\.(?P<i>\d+)\.acfm\.mlp_depth\.(?P<t>[02]\.\w+)$", "backbone.sagates.{i}.fsp2.filter.fc.{t}"),
-    )
-)
 
 
 def freqdense_to_fafnet_official(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -173,24 +171,17 @@ def freqdense_to_fafnet_official(state_dict: Mapping[str, Tensor]) -> dict[str, 
     """
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        m = re.match(r"^fusions\.(?P<i>\d+)\.align_depth\.flow_make\.weight$", key)
-        if m:
-            c = value.shape[1] // 2
-            out[f"backbone.sagates.{m['i']}.flow_make2.weight"] = torch.cat([value[:, c:], value[:, :c]], dim=1)
-            out[f"backbone.sagates.{m['i']}.flow_make.weight"] = torch.zeros_like(value)
-            continue
-        for pattern, template in _INVERSE:
-            r = pattern.match(key)
-            if r:
-                groups = dict(r.groupdict())
-                if "s" in groups:
-                    groups["s"] = "" if groups["s"] == "rgb" else "hha_"
-                out[template.format(**groups)] = value
-                break
-        else:
+        official = _rename(key, _TO_OFFICIAL)
+        if official is None:
             raise CheckpointError(
                 f"{key!r} has no counterpart in the official FAFNet layout; only fafnet_official models convert back"
             )
+        if key.endswith(".align_depth.flow_make.weight"):
+            c = value.shape[1] // 2
+            out[official] = torch.cat([value[:, c:], value[:, :c]], dim=1)
+            out[official.replace("flow_make2", "flow_make")] = torch.zeros_like(value)
+        else:
+            out[official] = value
     return out
 
 
