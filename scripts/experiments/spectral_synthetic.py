@@ -6,7 +6,7 @@ Run (full setting; NOT run in this repository so far, estimate in docs/results/s
     python scripts/experiments/spectral_synthetic.py --out runs/spectral_synthetic --seeds 0 1 2 \\
         --nu-max 4 8 16 32 --grids 13 7 --train-truncated
 
-Per seed it trains ``synthetic/deeplabv3plus_r50_os16`` (96x128 crops, 2000 steps) with
+Per seed it trains ``synthetic/deeplabv3plus_r50_os16`` (96x128 crops, 2000 steps; or ``--config``) with
 (a) pixel-wise labels (the full band, the reference), (b) block-wise labels at each ``--nu-max`` and each ``--void``
 convention (``data.train_transforms.blockwise_labels={nu_max: NU, void: keep|fill}``: the crop's labels on a
 ``(2 NU + 1)^2`` grid, cycles per image of the label map; ``keep``, the default, keeps void pixels void, ``fill`` gives
@@ -68,19 +68,23 @@ FULL_COMMAND = (
     "--nu-max 4 8 16 32 --grids 13 7 --train-truncated"
 )
 
-READING = """## How the settings map to the paper's
 
-- **Band limits** are in cycles per image of the 96x128 label map, on an `n x n` grid with `n = 2 nu_max + 1`
-  points per axis (`units="index"`, square shells: `R(nu_max)` is then exactly the CE an `n x n` grid cannot carry).
-  Cycles per image do not depend on the pixel count: `n` grid points cover the same share of the scene on a 513
-  crop and on a 96x128 one, so `nu_max = 8` here gives the same blocks, relative to the objects, as the paper's
-  `nu_max = 8` (32 px at 513, 7.9 x 5.9 px here). The full band here is `nu_max = 64` (x) / 48 (y); `nu_max = 32`
-  (65 x 65 grid, 2 x 1.5 px blocks) is almost pixel-wise.
-- **Feature truncation**: DeepLab v3+ runs its decoder at stride 4, 24x32 here (the paper's 129 at 513). The paper's
-  65 and 33 are 1/8 and 1/16 of the input side (12x16 and 6x8 here); we use the square grids 13x13
-  (`nu_max = 6`) and 7x7 (`nu_max = 3`), so the band limit is the same on both axes, as for the block-wise labels.
-  `truncation_eval` is the pixel-wise model evaluated with its decoder on the grid; `truncation_train` (with
-  `--train-truncated`) is trained that way, as in the paper.
+def reading(height: int, width: int) -> str:
+    """How the settings map to the paper's, with the block and grid sizes of a ``height x width`` crop."""
+    block = f"{height / 17:.1f} x {width / 17:.1f} px"
+    return f"""## How the settings map to the paper's
+
+- **Band limits** are in cycles per image of the {height}x{width} label map, on an `n x n` grid with
+  `n = 2 nu_max + 1` points per axis (`units="index"`, square shells: `R(nu_max)` is then exactly the CE an `n x n`
+  grid cannot carry). Cycles per image do not depend on the pixel count: `n` grid points cover the same share of the
+  scene on a 513 crop and on a {height}x{width} one, so `nu_max = 8` here gives the same blocks, relative to the
+  objects, as the paper's `nu_max = 8` (30 px at 513, {block} here). The full band here is
+  `nu_max = {width // 2}` (x) / {height // 2} (y).
+- **Feature truncation**: DeepLab v3+ and DAN run their decoders at stride 4, {height // 4}x{width // 4} here (the
+  paper's 129 at 513). The paper's 65 and 33 are 1/8 and 1/16 of the input side ({height // 8}x{width // 8} and
+  {height // 16}x{width // 16} here); we use square grids (13x13: `nu_max = 6`, 7x7: `nu_max = 3`), so the band limit
+  is the same on both axes, as for the block-wise labels. `truncation_eval` is the pixel-wise model evaluated with
+  its decoder on the grid; `truncation_train` (with `--train-truncated`) is trained that way, as in the paper.
 - **R** (`r_model`) is Eq. 14 of the same seed's pixel-wise model on the validation split, as in Fig. 6 (Table 1's
   values for both applications); `R, labels` is the label-energy tail of the validation labels (no model).
   Relative mIoU is per seed against the pixel-wise model of that seed, then averaged.
@@ -278,9 +282,19 @@ def main(argv: list[str] | None = None) -> int:
         for r in runs
         if r["family"] == "pixelwise" and r.get("history")
     }
-    results = {"config": args.config, "overrides": overrides, "runs": runs, "label_r": label_r,
-               "blockwise_pixel_error": pixel_error, "label_statistics": label_stats, "classes": class_names,
-               "convergence": convergence, "wall_seconds": time.perf_counter() - wall_start}  # fmt: skip
+    label_size = [int(n) for n in val[0]["semantic"].shape[-2:]]
+    results = {
+        "config": args.config,
+        "overrides": overrides,
+        "label_size": label_size,
+        "runs": runs,
+        "label_r": label_r,
+        "blockwise_pixel_error": pixel_error,
+        "label_statistics": label_stats,
+        "classes": class_names,
+        "convergence": convergence,
+        "wall_seconds": time.perf_counter() - wall_start,
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     points = relation_points(runs, label_r=label_r)
     correlations = relation_correlations(points)
@@ -342,9 +356,12 @@ def write_report(args, points, correlations, pixel_error, command, overrides, sm
         hist = next(r["history"] for r in runs if r["family"] == "pixelwise" and int(r["seed"]) == int(seed))
         curve = ", ".join(f"{h['step']}: {h['miou']:.3f}" for h in hist)
         verdict = "met" if c["met"] else "NOT met"
+        half = hist[len(hist) // 2 - 1] if len(hist) > 1 else hist[-1]
         conv_lines.append(
             f"- seed {seed}: criterion {verdict} (max - min of the last {c['window']} validation mIoUs = "
-            f"{c['spread']:.4f}, tolerance {c['tol']}); validation mIoU by step: {curve}."
+            f"{c['spread']:.4f}, tolerance {c['tol']}); gain over the second half of the schedule (step "
+            f"{half['step']} to {hist[-1]['step']}): {hist[-1]['miou'] - half['miou']:+.4f}; validation mIoU by step: "
+            f"{curve}."
         )
     lines = [
         "# Block-wise annotation, feature truncation and R(ν_max) on synthetic scenes "
@@ -379,7 +396,7 @@ def write_report(args, points, correlations, pixel_error, command, overrides, sm
         if args.plot.is_relative_to("docs")
         else f"Plot: `{args.plot}`",
         "",
-        READING,
+        reading(*results["label_size"]),
     ]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines))
