@@ -47,3 +47,18 @@ def test_figures_are_written(tmp_path):
 
     points = {"deeplab": ([0.275, 0.04, 0.018], [0.868, 0.949, 0.986])}
     assert _is_png(plot_relative_iou(points, tmp_path / "fig6.png", annotations={"deeplab": ["8", "16", "32"]}))
+
+
+def test_relative_iou_figure_labels_ticks_inside_a_range_narrower_than_a_decade():
+    # R between 0.17 and 0.49 holds no power of ten: plain symlog ticks would leave the x axis unlabelled.
+    from freqdense.spectral.plot import relative_iou_figure
+
+    points = {"keep": ([0.17, 0.35], [0.967, 0.912]), "fill": ([0.17, 0.35], [0.934, 0.907])}
+    fig = relative_iou_figure(points, annotations={"keep": ["8", "4"], "fill": ["8", "4"]})
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+    assert {"0.2", "0.3"} <= set(shown), shown
+    # the two series' annotations of the same setting sit on opposite sides of their points
+    assert sorted(a.xyann[1] for a in ax.texts if a.get_text() == "8") == [-11, 4]
