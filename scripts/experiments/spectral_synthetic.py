@@ -328,6 +328,28 @@ def class_table(runs: list[dict[str, Any]], class_names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def relative_by_step(runs: list[dict[str, Any]]) -> str:
+    """Each trained run's validation mIoU over the same seed's pixel-wise one at every evaluation step (mean over
+    seeds): how the block-wise cost develops during training, not only at its end."""
+    base = {int(r["seed"]): {h["step"]: h["miou"] for h in r["history"]} for r in runs if r["family"] == "pixelwise"}
+    groups: dict[str, dict[int, list[float]]] = {}
+    for r in runs:
+        if r["family"] == "pixelwise" or not r.get("history") or int(r["seed"]) not in base:
+            continue
+        key = f"{series_name(r)} ν={r.get('nu_max', r.get('grid'))}"
+        ref = base[int(r["seed"])]
+        for h in r["history"]:
+            if ref.get(h["step"]):
+                groups.setdefault(key, {}).setdefault(h["step"], []).append(h["miou"] / ref[h["step"]])
+    if not groups:
+        return ""
+    steps = sorted({step for g in groups.values() for step in g})
+    lines = ["| run | " + " | ".join(str(step) for step in steps) + " |", "|---|" + "---|" * len(steps)]
+    for key, by_step in groups.items():
+        lines.append(f"| {key} | " + " | ".join(f"{_mean(by_step.get(step, [])):.3f}" for step in steps) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(args, points, correlations, pixel_error, command, overrides, smoke, runs, results) -> None:
     seconds = [r["train_seconds"] for r in runs if "train_seconds" in r]
     note = (
@@ -382,6 +404,9 @@ def write_report(args, points, correlations, pixel_error, command, overrides, sm
         *conv_lines,
         "",
         relation_table(points, correlations),
+        "Relative mIoU (over the same seed's pixel-wise model) at every validation step of the schedule:",
+        "",
+        relative_by_step(runs),
         "Per-class validation IoU (pixel-wise labels; final weights):",
         "",
         class_table(runs, names),
