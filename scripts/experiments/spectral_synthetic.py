@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"data.val_args.num_samples={args.val_samples}")
     if args.train_samples is not None:
         overrides.append(f"data.train_args.num_samples={args.train_samples}")
+    revision = git_revision()  # before this command writes its report and plot into the checkout
     nus = sorted(set(args.nu_max) | {(g - 1) // 2 for g in args.grids})
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     label_size = [int(n) for n in val[0]["semantic"].shape[-2:]]
     results = {
         "config": args.config,
+        "revision": revision,
         "overrides": overrides,
         "label_size": label_size,
         "runs": runs,
@@ -391,7 +393,7 @@ def write_report(args, points, correlations, pixel_error, command, overrides, sm
         "",
         f"Reproduce: `{command}`",
         "",
-        f"Revision {git_revision()}; machine: {machine()}; finished "
+        f"Revision {results['revision']}; machine: {machine()}; finished "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC.",
         "",
         note,
