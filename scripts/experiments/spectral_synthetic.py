@@ -1,7 +1,9 @@
 """The spectral-analysis paper (AAAI 2020) on the synthetic scenes: block-wise annotation, feature truncation and
 the R(nu_max) relation (Fig. 6).
 
-Run (full setting; NOT run in this repository so far, estimate in docs/results/spectral_synthetic.md):
+Run (full setting; NOT run in this repository so far: 33 trainings at 96x128, one 2000-step DeepLab v3+ run an
+estimated 20-25 min on one CPU thread (48x64: 0.18 s per step, measured); the runs made are in
+docs/results/spectral_synthetic*.md):
 
     python scripts/experiments/spectral_synthetic.py --out runs/spectral_synthetic --seeds 0 1 2 \\
         --nu-max 4 8 16 32 --grids 13 7 --train-truncated
