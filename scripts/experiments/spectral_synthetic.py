@@ -317,14 +317,18 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def run_label(r: dict[str, Any]) -> str:
+    """A run's row name in the per-class and per-step tables: its series and band limit."""
+    return "pixelwise" if r["family"] == "pixelwise" else f"{series_name(r)} ν={r.get('nu_max', r.get('grid'))}"
+
+
 def class_table(runs: list[dict[str, Any]], class_names: list[str]) -> str:
     """Per-class validation IoU of every trained run (mean over seeds), pixel-wise first."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         if "iou" not in r:
             continue
-        key = "pixelwise" if r["family"] == "pixelwise" else f"{series_name(r)} ν={r.get('nu_max', r.get('grid'))}"
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(run_label(r), []).append(r)
     lines = ["| run | " + " | ".join(class_names) + " | mIoU |", "|---|" + "---|" * (len(class_names) + 1)]
     for key, rs in groups.items():
         cells = [f"{_mean([r['iou'].get(c, float('nan')) for r in rs]):.3f}" for c in class_names]
@@ -340,11 +344,10 @@ def relative_by_step(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         if r["family"] == "pixelwise" or not r.get("history") or int(r["seed"]) not in base:
             continue
-        key = f"{series_name(r)} ν={r.get('nu_max', r.get('grid'))}"
         ref = base[int(r["seed"])]
         for h in r["history"]:
             if ref.get(h["step"]):
-                groups.setdefault(key, {}).setdefault(h["step"], []).append(h["miou"] / ref[h["step"]])
+                groups.setdefault(run_label(r), {}).setdefault(h["step"], []).append(h["miou"] / ref[h["step"]])
     if not groups:
         return ""
     steps = sorted({step for g in groups.values() for step in g})
