@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -124,3 +126,15 @@ def test_restore_size_and_errors():
     assert out.shape == (1, 3, 17, 17)
     with pytest.raises(ConfigError, match="children are: encoder, aspp, head"):
         truncate_decoder(_Model(), 9, attribute="decoder")
+
+
+def test_a_grid_larger_than_the_decoder_map_warns_once():
+    # 48x64 input at stride 4: the low-level map is 12x16, so a 13x13 grid upsamples the height axis.
+    high, low = torch.randn(1, 4, 3, 4), torch.randn(1, 8, 12, 16)
+    dec = TruncatedDecoder(_Decoder(), 13)
+    with pytest.warns(UserWarning, match=r"13x13 grid is larger than the decoder's largest input map \(12x16\)"):
+        dec(high, low)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dec(high, low)  # once per module
+        TruncatedDecoder(_Decoder(), 7)(high, low)  # 7x7 fits in 12x16: a real truncation, no warning

@@ -9,6 +9,7 @@ cycles per image, so truncating a 513-input decoder to 65 x 65 corresponds to ``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -188,16 +189,22 @@ class TruncatedDecoder(nn.Module):
         self.size = _size2(size)
         self.mode = mode
         self.restore_size = restore_size
+        self._warned = False
 
     def forward(self, *features: Any, **kwargs: Any) -> Any:
-        output_size = None
-        if self.restore_size:
-            sizes = [
-                tuple(t.shape[-2:])
-                for t in (*features, *kwargs.values())
-                if isinstance(t, torch.Tensor) and t.dim() == 4
-            ]
-            output_size = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
+        sizes = [
+            tuple(t.shape[-2:]) for t in (*features, *kwargs.values()) if isinstance(t, torch.Tensor) and t.dim() == 4
+        ]
+        largest = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
+        if largest is not None and not self._warned and (self.size[0] > largest[0] or self.size[1] > largest[1]):
+            self._warned = True  # once per module: evaluation loops call it every batch
+            warnings.warn(
+                f"TruncatedDecoder: the {self.size[0]}x{self.size[1]} grid is larger than the decoder's largest input "
+                f"map ({largest[0]}x{largest[1]}) on at least one axis; the features are upsampled there, not "
+                "truncated. Use a grid no larger than the decoder map (e.g. 2 nu_max + 1 <= its shorter side)",
+                stacklevel=2,
+            )
+        output_size = largest if self.restore_size else None
         return run_at_grid(self.decoder, *features, size=self.size, mode=self.mode, output_size=output_size, **kwargs)
 
     def extra_repr(self) -> str:
