@@ -724,12 +724,11 @@ class _DetectionMaps(nn.Module):
 
 
 def _detection_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
-    from .tasks.detection import DETECTION_OPTIONS
+    from .tasks.detection import DETECTION_OPTIONS, POSTPROCESS_KEYS
 
     task = (meta.get("config") or {}).get("task") or {}
     given = dict(task.get("detection") or {}) if isinstance(task, Mapping) else {}
-    keys = ("score_thr", "nms_iou", "max_per_image", "pre_nms_top_k", "min_size")
-    return {k: given.get(k, DETECTION_OPTIONS[k]) for k in keys}
+    return {k: given.get(k, DETECTION_OPTIONS[k]) for k in POSTPROCESS_KEYS}
 
 
 def export_detection_onnx(

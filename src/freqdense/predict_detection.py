@@ -122,14 +122,7 @@ def predict_detections(
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"invalid device {device!r}: {err}; use e.g. 'cpu' or 'cuda:0'") from err
     model.to(device).eval()
-    settings = {
-        "network_input": how,
-        "score_thr": task.score_thr,
-        "nms_iou": task.nms_iou,
-        "max_per_image": task.max_per_image,
-        "pre_nms_top_k": task.pre_nms_top_k,
-        "min_size": task.min_size,
-    }
+    settings = {"network_input": how, **task.postprocess_settings}
     with _Staging(out_dir) as stage:
         written: list[Path] = []
         records: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ image as in the official evaluation. Metrics (:class:`freqdense.metrics.detectio
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,17 +29,18 @@ from .._finite import non_finite_count
 from ..data.sample import Sample
 from ..errors import ConfigError, DataError, NonFiniteError, ShapeError
 from ..metrics.detection import DetectionMetric
+from ..models.detection.detector import postprocess_detections
 from .base import MetricSet
 
-__all__ = ["DETECTION_OPTIONS", "DetectionTask", "detection_classes"]
+__all__ = ["DETECTION_OPTIONS", "POSTPROCESS_KEYS", "DetectionTask", "detection_classes"]
+
+#: The FCOS inference keys of ``task.detection``: keywords of :func:`postprocess_detections`, whose defaults they take.
+POSTPROCESS_KEYS = ("score_thr", "nms_iou", "max_per_image", "pre_nms_top_k", "min_size")
+_POSTPROCESS = inspect.signature(postprocess_detections).parameters
 
 #: ``task.detection`` keys and their defaults (FCOS inference settings and the loss weights).
 DETECTION_OPTIONS: dict[str, Any] = {
-    "score_thr": 0.05,
-    "nms_iou": 0.6,
-    "max_per_image": 100,
-    "pre_nms_top_k": 1000,
-    "min_size": 0.0,
+    **{key: _POSTPROCESS[key].default for key in POSTPROCESS_KEYS},
     "loss_weights": {"cls": 1.0, "bbox": 1.0, "centerness": 1.0},
     "voc_ap50": True,
 }
@@ -92,11 +94,11 @@ class DetectionTask:
         num_classes: int,
         *,
         class_names: Sequence[str] | None = None,
-        score_thr: float = 0.05,
-        nms_iou: float = 0.6,
-        max_per_image: int = 100,
-        pre_nms_top_k: int = 1000,
-        min_size: float = 0.0,
+        score_thr: float = DETECTION_OPTIONS["score_thr"],
+        nms_iou: float = DETECTION_OPTIONS["nms_iou"],
+        max_per_image: int = DETECTION_OPTIONS["max_per_image"],
+        pre_nms_top_k: int = DETECTION_OPTIONS["pre_nms_top_k"],
+        min_size: float = DETECTION_OPTIONS["min_size"],
         loss_weights: Mapping[str, float] | None = None,
         voc_ap50: bool = True,
     ) -> None:
@@ -223,15 +225,12 @@ class DetectionTask:
         self, model: nn.Module, outputs: Any, image_sizes: Sequence[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
         """Decoded detections with this task's inference settings (``score_thr``, ``nms_iou``, ...)."""
-        return self._detector(model).predict(
-            outputs,
-            image_sizes,
-            score_thr=self.score_thr,
-            nms_iou=self.nms_iou,
-            max_per_image=self.max_per_image,
-            pre_nms_top_k=self.pre_nms_top_k,
-            min_size=self.min_size,
-        )
+        return self._detector(model).predict(outputs, image_sizes, **self.postprocess_settings)
+
+    @property
+    def postprocess_settings(self) -> dict[str, Any]:
+        """This task's :data:`POSTPROCESS_KEYS` values, the keywords of :func:`postprocess_detections`."""
+        return {key: getattr(self, key) for key in POSTPROCESS_KEYS}
 
     @torch.no_grad()
     def evaluation_step(self, model: nn.Module, batch: Sample, metrics: MetricSet) -> Any:

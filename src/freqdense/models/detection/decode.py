@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,11 @@ import torch
 from ...errors import ConfigError, ShapeError
 from .detector import postprocess_detections
 from .fcos import FCOSOutputs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .detector import PostprocessSettings
 
 __all__ = ["decode_detections", "decode_onnx_outputs", "head_output_names"]
 
@@ -59,13 +64,7 @@ def decode_detections(
     centerness: Sequence[Any],
     strides: Sequence[int],
     image_sizes: Sequence[tuple[int, int]],
-    *,
-    score_thr: float = 0.05,
-    nms_iou: float = 0.6,
-    max_per_image: int = 100,
-    pre_nms_top_k: int = 1000,
-    min_size: float = 0.0,
-    sqrt_scores: bool = False,
+    **settings: Unpack[PostprocessSettings],
 ) -> list[dict[str, Any]]:
     """Detections per image from per-level head maps (numpy arrays or tensors), finest level first.
 
@@ -75,8 +74,8 @@ def decode_detections(
         centerness: per level ``(B, 1, H_l, W_l)`` centerness logits.
         strides: stride of each level (the sidecar's ``detection.strides``).
         image_sizes: ``(height, width)`` of each image of the batch (boxes are clipped to it).
-        score_thr, nms_iou, max_per_image, pre_nms_top_k, min_size, sqrt_scores: as
-            :meth:`FCOSDetector.predict` (the run's ``task.detection`` settings are in the sidecar).
+        settings: the inference keywords of :func:`~freqdense.models.detection.postprocess_detections`
+            (``score_thr``, ``nms_iou``, ...; the run's ``task.detection`` settings are in the sidecar).
 
     Returns:
         Per image ``{"boxes": (D, 4) xyxy, "scores": (D,), "labels": (D,)}``: numpy arrays when the maps are numpy,
@@ -99,16 +98,7 @@ def decode_detections(
                 f"{tuple(dist[i].shape)} (needs 4 channels), centerness {tuple(ctr[i].shape)} (needs 1)"
             )
     outputs = FCOSOutputs(cls, dist, ctr, tuple(int(s) for s in strides))
-    results = postprocess_detections(
-        outputs,
-        image_sizes,
-        score_thr=score_thr,
-        nms_iou=nms_iou,
-        max_per_image=max_per_image,
-        pre_nms_top_k=pre_nms_top_k,
-        min_size=min_size,
-        sqrt_scores=sqrt_scores,
-    )
+    results = postprocess_detections(outputs, image_sizes, **settings)
     if as_numpy:
         return [{k: v.cpu().numpy() for k, v in r.items()} for r in results]
     return results

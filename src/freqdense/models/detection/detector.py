@@ -32,11 +32,14 @@ they take part in the top-down pathway (P5 receives the fused P6).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ..._checks import check_shape
 from ...errors import ConfigError, ShapeError
@@ -215,39 +218,29 @@ class FCOSDetector(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self,
-        outputs: FCOSOutputs,
-        image_sizes: Sequence[tuple[int, int]],
-        *,
-        score_thr: float = 0.05,
-        nms_iou: float = 0.6,
-        max_per_image: int = 100,
-        pre_nms_top_k: int = 1000,
-        min_size: float = 0.0,
-        sqrt_scores: bool = False,
+        self, outputs: FCOSOutputs, image_sizes: Sequence[tuple[int, int]], **settings: Unpack[PostprocessSettings]
     ) -> list[dict[str, torch.Tensor]]:
         """Detections per image: ``{"boxes": (D, 4) xyxy image pixels, "scores": (D,), "labels": (D,) int64}``.
 
         Args:
             outputs: :meth:`forward`'s result.
             image_sizes: ``(height, width)`` of each image (boxes are clipped to it; padding excluded).
-            score_thr: minimum sigmoid classification score of a candidate (0.05).
-            nms_iou: class-wise NMS IoU threshold (0.6, the FCOS repository and the improved mmdetection config).
-            max_per_image: detections kept per image after NMS (100).
-            pre_nms_top_k: candidates kept per level before NMS (1000).
-            min_size: boxes narrower or lower than this are dropped (0).
-            sqrt_scores: report ``sqrt(cls * centerness)`` as the FCOS repository does (same order).
+            settings: the inference keywords of :func:`postprocess_detections` (``score_thr``, ``nms_iou``,
+                ``max_per_image``, ``pre_nms_top_k``, ``min_size``, ``sqrt_scores``), which holds their defaults.
         """
-        return postprocess_detections(
-            outputs,
-            image_sizes,
-            score_thr=score_thr,
-            nms_iou=nms_iou,
-            max_per_image=max_per_image,
-            pre_nms_top_k=pre_nms_top_k,
-            min_size=min_size,
-            sqrt_scores=sqrt_scores,
-        )
+        return postprocess_detections(outputs, image_sizes, **settings)
+
+
+class PostprocessSettings(TypedDict, total=False):
+    """The inference keywords of :func:`postprocess_detections`, which :meth:`FCOSDetector.predict` and
+    :func:`~freqdense.models.detection.decode_detections` pass through (type checkers see them there)."""
+
+    score_thr: float
+    nms_iou: float
+    max_per_image: int
+    pre_nms_top_k: int
+    min_size: float
+    sqrt_scores: bool
 
 
 @torch.no_grad()
@@ -262,9 +255,25 @@ def postprocess_detections(
     min_size: float = 0.0,
     sqrt_scores: bool = False,
 ) -> list[dict[str, torch.Tensor]]:
-    """FCOS inference post-processing of per-level head outputs (see :meth:`FCOSDetector.predict`; the module
-    docstring lists the steps). A plain function so that exported graphs' outputs decode through the same code
-    (:func:`freqdense.models.detection.decode_detections`)."""
+    """FCOS inference post-processing of per-level head outputs (the module docstring lists the steps).
+
+    :meth:`FCOSDetector.predict` and, for exported graphs' outputs,
+    :func:`freqdense.models.detection.decode_detections` run this function; the keywords and their defaults live
+    only here.
+
+    Args:
+        outputs: :meth:`FCOSDetector.forward`'s result.
+        image_sizes: ``(height, width)`` of each image (boxes are clipped to it; padding excluded).
+        score_thr: minimum sigmoid classification score of a candidate (0.05).
+        nms_iou: class-wise NMS IoU threshold (0.6, the FCOS repository and the improved mmdetection config).
+        max_per_image: detections kept per image after NMS (100).
+        pre_nms_top_k: candidates kept per level before NMS (1000).
+        min_size: boxes narrower or lower than this are dropped (0).
+        sqrt_scores: report ``sqrt(cls * centerness)`` as the FCOS repository does (same order).
+
+    Returns:
+        Per image ``{"boxes": (D, 4) xyxy image pixels, "scores": (D,), "labels": (D,) int64}``.
+    """
     batch = outputs.cls_logits[0].shape[0]
     if len(image_sizes) != batch or any(len(s) != 2 for s in image_sizes):
         raise ShapeError(f"FCOSDetector.predict needs one (height, width) per image ({batch}), got {image_sizes!r}")
