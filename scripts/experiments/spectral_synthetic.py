@@ -215,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=CONFIG, help=f"segmentation config (default {CONFIG})")
     p.add_argument("--out", type=Path, default=Path("runs/spectral_synthetic"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--nu-max", type=int, nargs="+", default=[4, 8, 16, 32], help="block-wise band limits")
+    p.add_argument(
+        "--nu-max",
+        type=int,
+        nargs="*",
+        default=[4, 8, 16, 32],
+        help="block-wise band limits (none: no block-wise runs)",
+    )
     p.add_argument("--grids", type=int, nargs="*", default=[13, 7], help="decoder grids for feature truncation")
     p.add_argument("--train-truncated", action="store_true", help="also train models with the truncated decoder")
     p.add_argument("--method", default="majority", choices=["majority", "nearest"], help="block label rule")
@@ -455,17 +461,29 @@ def write_report(args, points, correlations, pixel_error, command, overrides, ca
         *conv_lines,
         "",
         relation_table(points, correlations),
-        "Relative mIoU (over the same seed's pixel-wise model) at every validation step of the schedule:",
-        "",
-        relative_by_step(runs),
+        *(
+            [
+                "Relative mIoU (over the same seed's pixel-wise model) at every validation step of the schedule:",
+                "",
+                by_step,
+            ]
+            if (by_step := relative_by_step(runs))
+            else []
+        ),
         "Per-class validation IoU (pixel-wise labels; final weights):",
         "",
         class_table(runs, names),
-        "What block-wise annotation does to the validation labels "
-        f"(void is {stats['void_share']:.1%} of the pixels; share of each class's pixels that keep their label):",
-        "",
-        "\n".join(stat_lines),
-        "",
+        *(
+            [
+                "What block-wise annotation does to the validation labels (void is "
+                f"{stats['void_share']:.1%} of the pixels; share of each class's pixels that keep their label):",
+                "",
+                "\n".join(stat_lines),
+                "",
+            ]
+            if stats["per_nu"]
+            else []
+        ),
         f"Share of val pixels whose block-wise label differs from the pixel-wise one: {errors}.",
         "",
         f"![relative mIoU against R]({Path('..') / args.plot.relative_to('docs')})"
