@@ -1,0 +1,87 @@
+"""scripts/experiments/spectral_synthetic.py: the convergence criteria on hand-made histories, and one tiny sweep end
+to end (pixel-wise, its doubled schedule, one block-wise run, evaluate-only truncation, report, resume)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts" / "experiments"
+
+
+@pytest.fixture(scope="module")
+def script():
+    sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling _report
+    try:
+        spec = importlib.util.spec_from_file_location("spectral_synthetic", SCRIPTS / "spectral_synthetic.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def _history(mious):
+    return [{"step": 100 * (i + 1), "miou": m} for i, m in enumerate(mious)]
+
+
+def test_spread_criterion(script):
+    # last 4: 0.300, 0.302, 0.304, 0.3045 -> spread 0.0045 < 0.005
+    c = script.converged(_history([0.1, 0.2, 0.300, 0.302, 0.304, 0.3045]), window=4, tol=0.005)
+    assert c["met"] and c["spread"] == pytest.approx(0.0045)
+    c = script.converged(_history([0.1, 0.2, 0.300, 0.302, 0.304, 0.3065]), window=4, tol=0.005)
+    assert not c["met"] and c["spread"] == pytest.approx(0.0065)
+    short = script.converged(_history([0.3, 0.3]), window=4, tol=0.005)  # too few evaluations: never met
+    assert math.isnan(short["spread"]) and not short["met"]
+
+
+def test_doubling_criterion(script):
+    base = {"miou": 0.300}
+    d = script.doubling(base, {"miou": 0.309, "history": _history([0.2, 0.309])}, tol=0.01)
+    assert d["met"] and d["gain"] == pytest.approx(0.009) and d["steps"] == 200
+    d = script.doubling(base, {"miou": 0.311, "history": _history([0.311])}, tol=0.01)
+    assert not d["met"] and d["gain"] == pytest.approx(0.011)
+    d = script.doubling(base, {"miou": 0.290, "history": []}, tol=0.01)  # a loss also counts as converged
+    assert d["met"] and d["steps"] is None
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
+    out, report, plot = tmp_path / "runs", tmp_path / "page.md", tmp_path / "relation.png"
+    argv = [
+        "--out", str(out), "--seeds", "0", "--nu-max", "4", "--void", "keep", "--grids", "7",
+        "--steps", "4", "--eval-every", "2", "--doubling-check", "--val-samples", "4", "--train-samples", "8",
+        "--report", str(report), "--plot", str(plot),
+        "data.args.size=[48,64]", "data.train_transforms.crop=[48,64]", "data.batch_size=2",
+        "data.val_batch_size=2", "train.num_threads=1",
+    ]  # fmt: skip
+    assert script.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    families = sorted(r["family"] for r in results["runs"])
+    assert families == ["blockwise", "pixelwise", "truncation_eval"]
+    pixel = next(r for r in results["runs"] if r["family"] == "pixelwise")
+    assert [h["step"] for h in pixel["history"]] == [2, 4]
+    assert set(pixel["r_model"]) == {"3", "4"}  # the block-wise nu and the 7x7 grid's (7 - 1) // 2
+    # Eq. 14 is |sum of the CE components above nu| / |CE|; components can be negative, so R need not be monotone
+    assert all(math.isfinite(r) and r >= 0.0 for r in pixel["r_model"].values())
+    (doubled,) = results["doubled"]
+    assert doubled["family"] == "pixelwise_x2" and [h["step"] for h in doubled["history"]] == [4, 8]
+    check = results["convergence"]["0"]["doubling"]
+    assert check["steps"] == 8 and check["gain"] == pytest.approx(doubled["miou"] - pixel["miou"])
+    page = report.read_text()
+    assert "**Not a result**" in page and "the data were subsampled" in page
+    assert f"doubling the schedule to 8 steps gives mIoU {doubled['miou']:.4f}" in page
+    assert plot.stat().st_size > 0
+
+    # A second call trains nothing: every run's record is reused and the numbers are the same.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")}
+    assert len(stamps) == 3
+    assert script.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")} == stamps
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
