@@ -59,7 +59,7 @@ from freqdense.analysis.spectral_relation import (
 from freqdense.cli.analyze_cmd import compute_label_analysis, compute_truncation
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
-from freqdense.engine.checkpoint import load_model
+from freqdense.engine.checkpoint import META_FILE, latest_checkpoint, load_model
 from freqdense.engine.data import build_dataset
 from freqdense.engine.train import resolve_device, train
 from freqdense.spectral import blockwise_annotation
@@ -146,6 +146,19 @@ def doubling(base: dict[str, Any], doubled: dict[str, Any], *, tol: float) -> di
     return {"steps": steps, "miou": doubled["miou"], "gain": gain, "tol": tol, "met": bool(gain < tol)}
 
 
+def training_wall_seconds(run_dir: Path) -> float | None:
+    """Wall time from the run's first start (``run.json``) to its final checkpoint: the training time, also when
+    another process trained the run and this sweep only evaluated it (``None`` when either is missing)."""
+    ckpt = latest_checkpoint(run_dir)
+    try:
+        first = json.loads((run_dir / "run.json").read_text())["starts"][0]["date"]
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+    if ckpt is None:
+        return None
+    return (ckpt / META_FILE).stat().st_mtime - datetime.fromisoformat(first).timestamp()
+
+
 def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[int], nus: list[int], device) -> list:
     """Train (or reuse) one run and return its records (several for the pixel-wise run)."""
     run_dir = out / name
@@ -155,7 +168,7 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
         return json.loads(done.read_text())
     start = time.perf_counter()
     train(cfg, run_dir)
-    trained = time.perf_counter() - start
+    trained = training_wall_seconds(run_dir) or time.perf_counter() - start
     res = evaluate(run_dir, cfg, grids=grids, device=device)
     rows = res["rows"]
     history = eval_history(run_dir)
@@ -454,7 +467,7 @@ def write_report(args, points, correlations, pixel_error, command, overrides, ca
         "",
         note,
         "",
-        f"Training time per run: mean {sum(seconds) / max(len(seconds), 1):.0f} s over {len(seconds)} runs.",
+        f"Training time per run (first start to final checkpoint): mean {_mean(seconds):.0f} s, {len(seconds)} runs.",
         "",
         f"**Convergence** of the pixel-wise model (the criterion: {criterion}):",
         "",

@@ -67,6 +67,7 @@ def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     assert families == ["blockwise", "pixelwise", "truncation_eval"]
     pixel = next(r for r in results["runs"] if r["family"] == "pixelwise")
     assert [h["step"] for h in pixel["history"]] == [2, 4]
+    assert 0.0 < pixel["train_seconds"] < 600.0  # run.json's first start to the final checkpoint
     assert set(pixel["r_model"]) == {"3", "4"}  # the block-wise nu and the 7x7 grid's (7 - 1) // 2
     # Eq. 14 is |sum of the CE components above nu| / |CE|; components can be negative, so R need not be monotone
     assert all(math.isfinite(r) and r >= 0.0 for r in pixel["r_model"].values())
