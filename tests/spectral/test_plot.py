@@ -62,3 +62,16 @@ def test_relative_iou_figure_labels_ticks_inside_a_range_narrower_than_a_decade(
     assert {"0.2", "0.3"} <= set(shown), shown
     # the two series' annotations of the same setting sit on opposite sides of their points
     assert sorted(a.xyann[1] for a in ax.texts if a.get_text() == "8") == [-11, 4]
+
+
+def test_relative_iou_annotations_at_the_same_r_go_apart_whatever_the_series_order():
+    # DAN at lr 0.1: fill (0.960) is the first series and lies below keep (0.995) at the same R; alternating by series
+    # order put fill's label above its point and keep's below, both between the two points.
+    from freqdense.spectral.plot import relative_iou_figure
+
+    points = {"fill": ([0.28, 0.62], [0.960, 0.871]), "keep": ([0.28, 0.62], [0.995, 0.840]), "grid": ([0.89], [0.57])}
+    fig = relative_iou_figure(points, annotations={"fill": ["8", "4"], "keep": ["8", "4"], "grid": ["7"]})
+    side = {(a.get_text(), tuple(map(float, a.xy))): a.xyann[1] for a in fig.axes[0].texts}
+    assert side[("8", (0.28, 0.995))] == 4 and side[("8", (0.28, 0.960))] == -11
+    assert side[("4", (0.62, 0.871))] == 4 and side[("4", (0.62, 0.840))] == -11
+    assert side[("7", (0.89, 0.57))] == 4  # alone at its R: series alternate as before (the third: above)

@@ -192,15 +192,23 @@ def relative_iou_figure(
 ) -> Any:
     """The matplotlib Figure of :func:`plot_relative_iou` (Agg canvas). The x ticks are at 1, 2 and 5 times each
     power of ten (every multiple when the values span less than a decade), so a narrow range still gets labelled
-    ticks; series' annotations alternate above and below their points so that two series do not overprint."""
+    ticks; a point's annotation goes above it, or below when another series has a higher point at the same R (so
+    that two series do not overprint), and otherwise alternates by series."""
     from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
+    above, below = (4, 4), (4, -11)
+    every = [(name, float(x), float(y)) for name, (r, rel) in points.items() for x, y in zip(r, rel)]
     fig = _new_figure(5, 4)
     ax = fig.subplots()
     for index, (name, (r, rel)) in enumerate(points.items()):
         ax.plot(list(r), list(rel), marker="o", linestyle="-", label=name)
-        offset = (4, 4) if index % 2 == 0 else (4, -11)
         for text, x, y in zip((annotations or {}).get(name, ()), r, rel):
+            x, y = float(x), float(y)
+            same_r = [oy for other, ox, oy in every if other != name and abs(ox - x) <= 0.02 * max(abs(x), 1e-3)]
+            if same_r:
+                offset = above if y >= max(same_r) else below
+            else:
+                offset = above if index % 2 == 0 else below
             ax.annotate(str(text), (x, y), fontsize=7, textcoords="offset points", xytext=offset)
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--")
     ax.set_xscale("symlog", linthresh=1e-3)
