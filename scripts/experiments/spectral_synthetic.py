@@ -21,7 +21,9 @@ truncated to each ``--grids`` size (``model.decoder_grid=S``). Every model is ev
 ``freqdense.analysis.spectral_relation``), the report ``--report`` with tables and Spearman correlations, and the
 Fig. 6 plot ``--plot``. Finished runs are reused (``OUT/<run>/record.json``), so an interrupted sweep resumes; a run
 directory already trained with the same resolved config (e.g. by ``freqdense train`` in parallel) is resumed at its
-end, i.e. only evaluated.
+end, i.e. only evaluated. ``--only RUN [RUN ...]`` trains and evaluates just those runs of the same sweep (same
+arguments otherwise) and writes no report: on a CPU, start one such process per core with ``train.num_threads=1``,
+then run the command once more without ``--only`` to collect the records into the report.
 
 Convergence: every record keeps its validation history (``eval.every``; ``--eval-every``). With
 ``--doubling-check`` each seed's pixel-wise model is also trained for twice the steps (``pixelwise_x2_seed<S>``, not a
@@ -201,6 +203,30 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
     return records
 
 
+def sweep_plan(args, overrides: list[str]) -> list[tuple[str, dict[str, Any], Any, list[int]]]:
+    """Every run of the sweep, in training order: ``(name, record, config, evaluate-only grids)``."""
+    plan = []
+    for seed in args.seeds:
+        cfg = build_run_config(args.config, seed, overrides, [])
+        plan.append((f"pixelwise_seed{seed}", {"family": "pixelwise", "seed": seed}, cfg, list(args.grids)))
+        if args.doubling_check:
+            longer = [f"schedule.total_steps={2 * cfg.schedule.total_steps}", f"eval.every={2 * cfg.eval.every}"]
+            cfg2 = build_run_config(args.config, seed, [*overrides, *longer], [])
+            plan.append((f"pixelwise_x2_seed{seed}", {"family": "pixelwise_x2", "seed": seed}, cfg2, []))
+        for nu in args.nu_max:
+            for void in args.void:
+                key = "data.train_transforms.blockwise_labels"
+                extra = [f"{key}.nu_max={nu}", f"{key}.method={args.method}", f"{key}.void={void}"]
+                record = {"family": "blockwise", "nu_max": nu, "void": void, "seed": seed}
+                cfg = build_run_config(args.config, seed, overrides, extra)
+                plan.append((f"blockwise{nu}_{void}_seed{seed}", record, cfg, []))
+        for grid in args.grids if args.train_truncated else []:
+            cfg = build_run_config(args.config, seed, overrides, [f"model.decoder_grid={grid}"])
+            record = {"family": "truncation_train", "grid": grid, "nu_max": (grid - 1) // 2, "seed": seed}
+            plan.append((f"truncated{grid}_seed{seed}", record, cfg, []))
+    return plan
+
+
 def label_statistics(dataset, nus: list[int], *, num_classes: int, method: str, ignore_index: int = 255) -> dict:
     """What block-wise annotation does to the validation labels, per ``nu_max``: the share of non-void pixels whose
     label changes, the share of void pixels still void with ``void="fill"``, and per class the share of its pixels
@@ -269,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-samples", type=int, default=None, help="override data.train_args.num_samples")
     p.add_argument("--report", type=Path, default=Path("docs/results/spectral_synthetic.md"))
     p.add_argument("--plot", type=Path, default=Path("docs/images/spectral_synthetic_relation.png"))
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="train and evaluate only these runs of the sweep (e.g. pixelwise_seed0 blockwise8_keep_seed0), then "
+        "exit without a report: start one such process per core, then rerun without --only to collect",
+    )
     p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for every run")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -286,8 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     nus = sorted(set(args.nu_max) | {(g - 1) // 2 for g in args.grids})
     args.out.mkdir(parents=True, exist_ok=True)
 
+    plan = sweep_plan(args, overrides)
     base_cfg = build_run_config(args.config, args.seeds[0], overrides, [])
     device = resolve_device(base_cfg.train.device)
+    if args.only is not None:
+        names = [name for name, *_ in plan]
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            p.error(f"--only {' '.join(unknown)}: not a run of this sweep; its runs are {' '.join(names)}")
+        for name, record, cfg, grids in plan:
+            if name in args.only:
+                run_one(name, record, cfg, args.out, grids=grids, nus=nus, device=device)
+        log.info("trained %s; rerun without --only to write the report", ", ".join(args.only))
+        return 0
     val = build_dataset(base_cfg.data, base_cfg.data.val_split, train=False)
     labels = compute_label_analysis(
         val, num_classes=int(base_cfg.model.kwargs["num_classes"]), nu_max=nus, blockwise_method=args.method
@@ -304,28 +349,12 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[dict[str, Any]] = []
     doubled: dict[int, dict[str, Any]] = {}  # seed -> the pixel-wise model trained for twice the steps
-    for seed in args.seeds:
-        cfg = build_run_config(args.config, seed, overrides, [])
-        runs += run_one(f"pixelwise_seed{seed}", {"family": "pixelwise", "seed": seed}, cfg, args.out,
-                        grids=args.grids, nus=nus, device=device)  # fmt: skip
-        if args.doubling_check:
-            longer = [f"schedule.total_steps={2 * cfg.schedule.total_steps}", f"eval.every={2 * cfg.eval.every}"]
-            cfg2 = build_run_config(args.config, seed, [*overrides, *longer], [])
-            record = {"family": "pixelwise_x2", "seed": seed}
-            doubled[seed] = run_one(f"pixelwise_x2_seed{seed}", record, cfg2, args.out, grids=[], nus=nus,
-                                    device=device)[0]  # fmt: skip
-        for nu in args.nu_max:
-            for void in args.void:
-                key = "data.train_transforms.blockwise_labels"
-                extra = [f"{key}.nu_max={nu}", f"{key}.method={args.method}", f"{key}.void={void}"]
-                cfg = build_run_config(args.config, seed, overrides, extra)
-                record = {"family": "blockwise", "nu_max": nu, "void": void, "seed": seed}
-                name = f"blockwise{nu}_{void}_seed{seed}"
-                runs += run_one(name, record, cfg, args.out, grids=[], nus=nus, device=device)
-        for grid in args.grids if args.train_truncated else []:
-            cfg = build_run_config(args.config, seed, overrides, [f"model.decoder_grid={grid}"])
-            record = {"family": "truncation_train", "grid": grid, "nu_max": (grid - 1) // 2, "seed": seed}
-            runs += run_one(f"truncated{grid}_seed{seed}", record, cfg, args.out, grids=[], nus=nus, device=device)
+    for name, record, cfg, grids in plan:
+        records = run_one(name, record, cfg, args.out, grids=grids, nus=nus, device=device)
+        if record["family"] == "pixelwise_x2":
+            doubled[int(record["seed"])] = records[0]
+        else:
+            runs += records
 
     convergence = {}
     for r in runs:
@@ -467,7 +496,8 @@ def write_report(args, points, correlations, pixel_error, command, overrides, ca
         "",
         note,
         "",
-        f"Training time per run (first start to final checkpoint): mean {_mean(seconds):.0f} s, {len(seconds)} runs.",
+        f"Training time per run (first start to final checkpoint): mean {_mean(seconds):.0f} s, {len(seconds)} "
+        f"run{'s' if len(seconds) != 1 else ''}.",
         "",
         f"**Convergence** of the pixel-wise model (the criterion: {criterion}):",
         "",

@@ -86,3 +86,27 @@ def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     assert script.main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")} == stamps
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+
+
+@pytest.mark.slow
+def test_only_trains_the_named_runs_and_writes_no_report(script, tmp_path, capsys):
+    out, report = tmp_path / "runs", tmp_path / "page.md"
+    argv = [
+        "--out", str(out), "--seeds", "0", "--nu-max", "4", "--void", "keep", "fill", "--grids", "7",
+        "--steps", "2", "--doubling-check", "--val-samples", "2", "--train-samples", "4",
+        "--report", str(report), "--plot", str(tmp_path / "relation.png"),
+        "data.args.size=[48,64]", "data.train_transforms.crop=[48,64]", "data.batch_size=2",
+        "data.val_batch_size=2", "train.num_threads=1",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        script.main([*argv, "--only", "blockwise4_keep_seed0", "blockwise5_keep_seed0"])
+    err = capsys.readouterr().err
+    assert "--only blockwise5_keep_seed0: not a run of this sweep" in err
+    assert "pixelwise_seed0 pixelwise_x2_seed0 blockwise4_keep_seed0 blockwise4_fill_seed0" in err
+    assert not (out / "blockwise4_keep_seed0").exists()  # nothing trained when a name is wrong
+
+    assert script.main([*argv, "--only", "blockwise4_fill_seed0"]) == 0
+    assert sorted(p.parent.name for p in out.glob("*/record.json")) == ["blockwise4_fill_seed0"]
+    (record,) = json.loads((out / "blockwise4_fill_seed0" / "record.json").read_text())
+    assert record["family"] == "blockwise" and record["void"] == "fill" and record["nu_max"] == 4
+    assert not report.exists() and not (out / "results.json").exists()
