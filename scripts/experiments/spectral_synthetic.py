@@ -94,7 +94,8 @@ def reading(height: int, width: int) -> str:
   its decoder on the grid; `truncation_train` (with `--train-truncated`) is trained that way, as in the paper.
 - **R** (`r_model`) is Eq. 14 of the same seed's pixel-wise model on the validation split, as in Fig. 6 (Table 1's
   values for both applications); `R, labels` is the label-energy tail of the validation labels (no model).
-  Relative mIoU is per seed against the pixel-wise model of that seed, then averaged.
+  Relative mIoU is per seed against the pixel-wise model of that seed, then averaged; `±` is the standard
+  deviation over the seeds (n - 1 in the denominator).
 - **Spearman ρ** between R and the mIoU drop leaves out the pixel-wise point (0, 0 by construction). Within one
   family R decreases with `nu_max` by construction, so a per-family ρ mostly tests that the drop is monotone in
   `nu_max`; the pooled ρ (block-wise and truncation points at different band limits) is the informative one. The
