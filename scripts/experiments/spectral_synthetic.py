@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     plan = sweep_plan(args, overrides)
-    base_cfg = build_run_config(args.config, args.seeds[0], overrides, [])
+    base_cfg = plan[0][2]  # the first seed's pixel-wise config: data, device and classes of every run
     device = resolve_device(base_cfg.train.device)
     if args.only is not None:
         names = [name for name, *_ in plan]
