@@ -21,9 +21,13 @@ truncated to each ``--grids`` size (``model.decoder_grid=S``). Every model is ev
 ``freqdense.analysis.spectral_relation``), the report ``--report`` with tables and Spearman correlations, and the
 Fig. 6 plot ``--plot``. Finished runs are reused (``OUT/<run>/record.json``), so an interrupted sweep resumes; a run
 directory already trained with the same resolved config (e.g. by ``freqdense train`` in parallel) is resumed at its
-end, i.e. only evaluated. ``--only RUN [RUN ...]`` trains and evaluates just those runs of the same sweep (same
-arguments otherwise) and writes no report: on a CPU, start one such process per core with ``train.num_threads=1``,
-then run the command once more without ``--only`` to collect the records into the report.
+end, i.e. only evaluated; a record is reused only when its run's ``config.yaml`` is the config this sweep builds
+for it (another ``--steps`` or override into the same ``--out`` is refused, not reported under the new settings).
+``--jobs N`` trains N runs at once, each in a child process of this script (``--only RUN``, its output in
+``OUT/logs/RUN.log``), then collects the records into the report; on a CPU give every job one core
+(``train.num_threads=1`` with ``--jobs`` = the core count). ``--only RUN [RUN ...]`` trains and evaluates just those
+runs (same arguments otherwise) and writes no report: for sharing one sweep between machines, then run the command
+once more without ``--only`` to collect.
 
 Convergence: every record keeps its validation history (``eval.every``; ``--eval-every``). With
 ``--doubling-check`` each seed's pixel-wise model is also trained for twice the steps (``pixelwise_x2_seed<S>``, not a
@@ -41,7 +45,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -63,7 +69,9 @@ from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
 from freqdense.engine.checkpoint import META_FILE, latest_checkpoint, load_model
 from freqdense.engine.data import build_dataset
+from freqdense.engine.run_config import RUNTIME_KEYS, config_differences, stored_config
 from freqdense.engine.train import resolve_device, train
+from freqdense.errors import ConfigError, FreqdenseError
 from freqdense.spectral import blockwise_annotation
 
 log = logging.getLogger("spectral_synthetic")
@@ -162,11 +170,34 @@ def training_wall_seconds(run_dir: Path) -> float | None:
     return (ckpt / META_FILE).stat().st_mtime - datetime.fromisoformat(first).timestamp()
 
 
+def check_reusable(run_dir: Path, cfg) -> None:
+    """Refuse to reuse ``run_dir``'s record when the run was trained with another config than ``cfg`` (e.g. another
+    ``--steps`` or override into the same ``--out``): its numbers would be reported under this command's settings.
+    Runtime keys (threads, device, workers) may differ."""
+    old, _ = stored_config(run_dir, None)
+    if old is None:
+        raise ConfigError(
+            f"{run_dir / 'record.json'} has no {run_dir / 'config.yaml'} beside it, so it cannot be checked against "
+            f"this sweep's config; delete {run_dir} to retrain that run, or use another --out"
+        )
+    differing = {k: v for k, v in config_differences(old, config_to_dict(cfg)).items() if k not in RUNTIME_KEYS}
+    if differing:
+        changes = ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differing.items())
+        raise ConfigError(
+            f"{run_dir} was trained with another config than this sweep builds for it ({changes}); use another "
+            f"--out for these settings, or delete {run_dir} to retrain that run"
+        )
+
+
 def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[int], nus: list[int], device) -> list:
-    """Train (or reuse) one run and return its records (several for the pixel-wise run)."""
+    """Train (or reuse) one run and return its records (several for the pixel-wise run).
+
+    A finished run (``record.json``) is reused only when its ``config.yaml`` is this sweep's config for it
+    (:func:`check_reusable`)."""
     run_dir = out / name
     done = run_dir / "record.json"
     if done.exists():
+        check_reusable(run_dir, cfg)
         log.info("reusing %s", done)
         return json.loads(done.read_text())
     start = time.perf_counter()
@@ -202,6 +233,47 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
             )
     done.write_text(json.dumps(records, indent=2))
     return records
+
+
+def train_in_parallel(names: list[str], command: list[str], logs: Path, jobs: int, *, poll: float = 2.0) -> list[str]:
+    """Train the runs ``names`` with at most ``jobs`` child processes at once, each ``command --jobs 1 --only RUN``
+    with its output in ``logs/RUN.log``; returns the runs whose process failed. Ctrl-C stops the children."""
+    logs.mkdir(parents=True, exist_ok=True)
+    pending, running, failed, seconds = list(names), {}, [], []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                name = pending.pop(0)
+                handle = (logs / f"{name}.log").open("w")
+                child = subprocess.Popen(
+                    [*command, "--jobs", "1", "--only", name], stdout=handle, stderr=subprocess.STDOUT
+                )
+                running[name] = (child, handle, time.perf_counter())
+                log.info("started %s (%d left to start); its log: %s", name, len(pending), logs / f"{name}.log")
+            time.sleep(poll)
+            for name, (child, handle, start) in list(running.items()):
+                if child.poll() is None:
+                    continue
+                handle.close()
+                del running[name]
+                if child.returncode != 0:
+                    failed.append(name)
+                    log.error("%s failed (exit %d); see %s", name, child.returncode, logs / f"{name}.log")
+                    continue
+                seconds.append(time.perf_counter() - start)
+                left = len(pending) + len(running)
+                eta = _mean(seconds) * -(-len(pending) // jobs) if pending else 0.0
+                log.info(
+                    "finished %s in %.1f min; %d of %d runs left (about %.0f min more after the running ones)",
+                    name, seconds[-1] / 60, left, len(names), eta / 60,
+                )  # fmt: skip
+    except BaseException:
+        for child, handle, _ in running.values():
+            child.terminate()
+            child.wait()
+            handle.close()
+        raise
+    return failed
 
 
 def sweep_plan(args, overrides: list[str]) -> list[tuple[str, dict[str, Any], Any, list[int]]]:
@@ -297,12 +369,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, default=Path("docs/results/spectral_synthetic.md"))
     p.add_argument("--plot", type=Path, default=Path("docs/images/spectral_synthetic_relation.png"))
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, each in its own process (on a CPU: one per core, with train.num_threads=1)",
+    )
+    p.add_argument(
         "--only",
         nargs="+",
         default=None,
         metavar="RUN",
         help="train and evaluate only these runs of the sweep (e.g. pixelwise_seed0 blockwise8_keep_seed0), then "
-        "exit without a report: start one such process per core, then rerun without --only to collect",
+        "exit without a report (to share a sweep between machines); rerun without --only to collect",
     )
     p.add_argument("overrides", nargs="*", help="extra section.key=value overrides for every run")
     args = p.parse_args(argv)
@@ -321,9 +399,31 @@ def main(argv: list[str] | None = None) -> int:
     nus = sorted(set(args.nu_max) | {(g - 1) // 2 for g in args.grids})
     args.out.mkdir(parents=True, exist_ok=True)
 
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     plan = sweep_plan(args, overrides)
     base_cfg = plan[0][2]  # the first seed's pixel-wise config: data, device and classes of every run
     device = resolve_device(base_cfg.train.device)
+    for name, _, cfg, _ in plan:  # a finished run of other settings fails now, not after hours of training
+        if (args.out / name / "record.json").exists():
+            check_reusable(args.out / name, cfg)
+    if args.jobs > 1 and args.only is None:
+        threads, cores = base_cfg.train.num_threads, os.cpu_count() or 1
+        if device.type == "cpu" and (threads is None or threads * args.jobs > cores):
+            log.warning(
+                "--jobs %d with train.num_threads=%s oversubscribes this machine's %d cores; add "
+                "train.num_threads=%d",
+                args.jobs, threads, cores, max(1, cores // args.jobs),
+            )  # fmt: skip
+        todo = [name for name, *_ in plan if not (args.out / name / "record.json").exists()]
+        command = [sys.executable, str(Path(__file__).resolve()), *(argv if argv is not None else sys.argv[1:])]
+        failed = train_in_parallel(todo, command, args.out / "logs", args.jobs)
+        if failed:
+            log.error(
+                "%d of %d runs failed: %s (logs in %s); the finished ones are kept: rerun the same command to retry",
+                len(failed), len(todo), " ".join(failed), args.out / "logs",
+            )  # fmt: skip
+            return 1
     if args.only is not None:
         names = [name for name, *_ in plan]
         unknown = [n for n in args.only if n not in names]
@@ -397,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -415,7 +519,8 @@ def class_table(runs: list[dict[str, Any]], class_names: list[str]) -> str:
         groups.setdefault(run_label(r), []).append(r)
     lines = ["| run | " + " | ".join(class_names) + " | mIoU |", "|---|" + "---|" * (len(class_names) + 1)]
     for key, rs in groups.items():
-        cells = [f"{_mean([r['iou'].get(c, float('nan')) for r in rs]):.3f}" for c in class_names]
+        # a class absent from the validation labels has no IoU (None in the run's log)
+        cells = [f"{_mean([_number(r['iou'].get(c)) for r in rs]):.3f}" for c in class_names]
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {_mean([r['miou'] for r in rs]):.4f} |")
     return "\n".join(lines) + "\n"
 
@@ -541,4 +646,7 @@ def write_report(args, points, correlations, pixel_error, command, overrides, ca
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except FreqdenseError as err:
+        raise SystemExit(f"spectral_synthetic.py: error: {err}") from None

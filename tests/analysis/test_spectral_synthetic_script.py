@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from freqdense.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "experiments"
 
@@ -110,3 +112,41 @@ def test_only_trains_the_named_runs_and_writes_no_report(script, tmp_path, capsy
     (record,) = json.loads((out / "blockwise4_fill_seed0" / "record.json").read_text())
     assert record["family"] == "blockwise" and record["void"] == "fill" and record["nu_max"] == 4
     assert not report.exists() and not (out / "results.json").exists()
+    # A finished run is never reported under other settings: another --steps into the same --out is refused before
+    # anything trains, naming the run and the key.
+    with pytest.raises(
+        ConfigError, match=r"blockwise4_fill_seed0 was trained with another config.*schedule\.total_steps"
+    ):
+        script.main([*argv, "--steps", "3", "--only", "pixelwise_seed0"])
+    assert not (out / "pixelwise_seed0").exists()
+
+
+@pytest.mark.slow
+def test_jobs_trains_runs_in_child_processes_then_reports(script, tmp_path):
+    out, report = tmp_path / "runs", tmp_path / "page.md"
+    argv = [
+        "--out", str(out), "--seeds", "0", "--nu-max", "4", "--void", "keep", "fill", "--grids", "7",
+        "--steps", "2", "--val-samples", "2", "--train-samples", "4", "--jobs", "2",
+        "--report", str(report), "--plot", str(tmp_path / "relation.png"),
+        "data.args.size=[48,64]", "data.train_transforms.crop=[48,64]", "data.batch_size=2",
+        "data.val_batch_size=2", "train.num_threads=1",
+    ]  # fmt: skip
+    # A child that fails (here: a file stands where its run directory goes) fails the sweep with its log named; the
+    # other runs finish and are kept.
+    stray = out / "blockwise4_fill_seed0"
+    out.mkdir()
+    stray.write_text("not a run directory")
+    assert script.main(argv) == 1
+    assert sorted(p.parent.name for p in out.glob("*/record.json")) == ["blockwise4_keep_seed0", "pixelwise_seed0"]
+    assert "blockwise4_fill_seed0" in (out / "logs" / "blockwise4_fill_seed0.log").read_text()
+    assert not report.exists()
+
+    stray.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")}
+    assert script.main(argv) == 0  # trains only the failed run, then writes the report
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/record.json") if p in kept} == kept
+    results = json.loads((out / "results.json").read_text())
+    assert sorted((r["family"], r.get("void")) for r in results["runs"]) == [
+        ("blockwise", "fill"), ("blockwise", "keep"), ("pixelwise", None), ("truncation_eval", None),
+    ]  # fmt: skip
+    assert report.exists() and "--jobs 2" in report.read_text()
