@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 from _report import git_revision, machine, mean_std
+from _runs import check_reusable
 
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
@@ -57,9 +58,10 @@ def run_one(neck: str, seed: int, out: Path, overrides: list[str]) -> dict[str, 
     """Train one (neck, seed) run, or reuse a finished one; its final validation metrics."""
     run_dir = out / f"{neck}_seed{seed}"
     record = run_dir / "detection_metrics.json"
-    if record.is_file():
-        return json.loads(record.read_text())
     cfg = _config(neck, [f"train.seed={seed}", f"data.args.cache_dir={out / 'cache'}", *overrides])
+    if record.is_file():
+        check_reusable(run_dir, cfg)
+        return json.loads(record.read_text())
     start = time.perf_counter()
     result = train(cfg, run_dir)
     seconds = time.perf_counter() - start
@@ -76,10 +78,9 @@ def run_one(neck: str, seed: int, out: Path, overrides: list[str]) -> dict[str, 
 
 
 def prior_box_baseline(out: Path, overrides: list[str]) -> dict[str, float]:
-    """The trivial baseline of the module docstring on the validation scenes."""
+    """The trivial baseline of the module docstring on the validation scenes (recomputed every time: it trains
+    nothing, and a stored one could be of other data overrides)."""
     record = out / "baseline_metrics.json"
-    if record.is_file():
-        return json.loads(record.read_text())
     cfg = _config("bilinear", [f"data.args.cache_dir={out / 'cache'}", *overrides])
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)

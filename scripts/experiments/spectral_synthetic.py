@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 from _report import git_revision, machine
+from _runs import check_reusable
 
 from freqdense.analysis.spectral_relation import (
     plot_relation,
@@ -69,9 +70,8 @@ from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
 from freqdense.engine.checkpoint import META_FILE, latest_checkpoint, load_model
 from freqdense.engine.data import build_dataset
-from freqdense.engine.run_config import RUNTIME_KEYS, config_differences, stored_config
 from freqdense.engine.train import resolve_device, train
-from freqdense.errors import ConfigError, FreqdenseError
+from freqdense.errors import FreqdenseError
 from freqdense.spectral import blockwise_annotation
 
 log = logging.getLogger("spectral_synthetic")
@@ -168,25 +168,6 @@ def training_wall_seconds(run_dir: Path) -> float | None:
     if ckpt is None:
         return None
     return (ckpt / META_FILE).stat().st_mtime - datetime.fromisoformat(first).timestamp()
-
-
-def check_reusable(run_dir: Path, cfg) -> None:
-    """Refuse to reuse ``run_dir``'s record when the run was trained with another config than ``cfg`` (e.g. another
-    ``--steps`` or override into the same ``--out``): its numbers would be reported under this command's settings.
-    Runtime keys (threads, device, workers) may differ."""
-    old, _ = stored_config(run_dir, None)
-    if old is None:
-        raise ConfigError(
-            f"{run_dir / 'record.json'} has no {run_dir / 'config.yaml'} beside it, so it cannot be checked against "
-            f"this sweep's config; delete {run_dir} to retrain that run, or use another --out"
-        )
-    differing = {k: v for k, v in config_differences(old, config_to_dict(cfg)).items() if k not in RUNTIME_KEYS}
-    if differing:
-        changes = ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differing.items())
-        raise ConfigError(
-            f"{run_dir} was trained with another config than this sweep builds for it ({changes}); use another "
-            f"--out for these settings, or delete {run_dir} to retrain that run"
-        )
 
 
 def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[int], nus: list[int], device) -> list:

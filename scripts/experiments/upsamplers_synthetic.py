@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from _report import git_revision, machine, mean_std
+from _runs import check_reusable
 
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
@@ -46,13 +47,14 @@ def run_one(head: str, name: str, seed: int, out: Path, overrides: list[str]) ->
     """Train one (head, up-sampler, seed) run, or reuse a finished one, and measure it."""
     run_dir = out / head / f"{name}_seed{seed}"
     record = run_dir / "upsampler_metrics.json"
-    if record.is_file():
-        return json.loads(record.read_text())
     raw = merge_dicts(
         config_to_dict(load_config(f"synthetic/upsamplers/{head}_{name}")),
         parse_overrides([f"train.seed={seed}", *overrides]),
     )
     cfg = build_config(raw)
+    if record.is_file():
+        check_reusable(run_dir, cfg)
+        return json.loads(record.read_text())
     start = time.perf_counter()
     train(cfg, run_dir)
     seconds = time.perf_counter() - start

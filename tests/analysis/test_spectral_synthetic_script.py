@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from freqdense.config import config_to_dict
 from freqdense.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +152,21 @@ def test_jobs_trains_runs_in_child_processes_then_reports(script, tmp_path):
         ("blockwise", "fill"), ("blockwise", "keep"), ("pixelwise", None), ("truncation_eval", None),
     ]  # fmt: skip
     assert report.exists() and "--jobs 2" in report.read_text()
+
+
+def test_check_reusable_refuses_another_config_but_not_other_threads(script, tmp_path):
+    from _runs import check_reusable  # the scripts' shared reuse check (spectral, detection, up-sampler sweeps)
+
+    cfg = script.build_run_config(script.CONFIG, 0, ["schedule.total_steps=40"], [])
+    run_dir = tmp_path / "pixelwise_seed0"
+    run_dir.mkdir()
+    with pytest.raises(ConfigError, match=r"holds results but no config\.yaml"):
+        check_reusable(run_dir, cfg)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg)))
+    check_reusable(run_dir, cfg)
+    check_reusable(
+        run_dir, script.build_run_config(script.CONFIG, 0, ["schedule.total_steps=40", "train.num_threads=3"], [])
+    )
+    other = script.build_run_config(script.CONFIG, 1, ["schedule.total_steps=80"], [])
+    with pytest.raises(ConfigError, match=r"schedule\.total_steps: 40 there, 80 here, train\.seed: 0 there, 1 here"):
+        check_reusable(run_dir, other)
