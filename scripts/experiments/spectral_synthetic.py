@@ -17,7 +17,8 @@ truncated to each ``--grids`` size (``model.decoder_grid=S``). Every model is ev
 (pixel-wise labels); the pixel-wise model is also evaluated with its decoder truncated to each grid
 (evaluate-only truncation, ``freqdense.spectral.truncate_decoder``), and its CE spectrum on the same data gives
 ``R(nu_max)`` (Eq. 14) at every block-wise ``nu_max`` and at ``(S - 1) // 2`` for each grid. The label-only R
-(label-energy tail) comes from ``analyze labels``' computation. Output: ``OUT/results.json`` (per-run records, see
+(label-energy tail) comes from ``analyze labels``' computation. Output: ``OUT/results.json`` (or ``--results``;
+per-run records, see
 ``freqdense.analysis.spectral_relation``), the report ``--report`` with tables and Spearman correlations, and the
 Fig. 6 plot ``--plot``. Finished runs are reused (``OUT/<run>/record.json``), so an interrupted sweep resumes; a run
 directory already trained with the same resolved config (e.g. by ``freqdense train`` in parallel) is resumed at its
@@ -347,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--val-samples", type=int, default=None, help="override data.val_args.num_samples")
     p.add_argument("--train-samples", type=int, default=None, help="override data.train_args.num_samples")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="the results JSON (default OUT/results.json); give pages that share an --out their own",
+    )
     p.add_argument("--report", type=Path, default=Path("docs/results/spectral_synthetic.md"))
     p.add_argument("--plot", type=Path, default=Path("docs/images/spectral_synthetic_relation.png"))
     p.add_argument(
@@ -461,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         "doubled": list(doubled.values()),
         "wall_seconds": time.perf_counter() - wall_start,
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    args.results = args.results if args.results is not None else args.out / "results.json"
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2))
     points = relation_points(runs, label_r=label_r)
     correlations = relation_correlations(points)
     plot_relation(points, args.plot)
@@ -584,7 +593,7 @@ def write_report(args, points, correlations, pixel_error, command, overrides, ca
         note,
         "",
         f"Training time per run (first start to final checkpoint): mean {_mean(seconds):.0f} s, {len(seconds)} "
-        f"run{'s' if len(seconds) != 1 else ''}.",
+        f"run{'s' if len(seconds) != 1 else ''}. Results JSON (every record): `{args.results}` (not committed).",
         "",
         f"**Convergence** of the pixel-wise model (the criterion: {criterion}):",
         "",

@@ -129,7 +129,7 @@ def test_jobs_trains_runs_in_child_processes_then_reports(script, tmp_path):
     argv = [
         "--out", str(out), "--seeds", "0", "--nu-max", "4", "--void", "keep", "fill", "--grids", "7",
         "--steps", "2", "--val-samples", "2", "--train-samples", "4", "--jobs", "2",
-        "--report", str(report), "--plot", str(tmp_path / "relation.png"),
+        "--report", str(report), "--plot", str(tmp_path / "relation.png"), "--results", str(tmp_path / "r.json"),
         "data.args.size=[48,64]", "data.train_transforms.crop=[48,64]", "data.batch_size=2",
         "data.val_batch_size=2", "train.num_threads=1",
     ]  # fmt: skip
@@ -147,11 +147,13 @@ def test_jobs_trains_runs_in_child_processes_then_reports(script, tmp_path):
     kept = {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")}
     assert script.main(argv) == 0  # trains only the failed run, then writes the report
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/record.json") if p in kept} == kept
-    results = json.loads((out / "results.json").read_text())
+    assert not (out / "results.json").exists()  # --results names the file (pages that share an --out)
+    results = json.loads((tmp_path / "r.json").read_text())
     assert sorted((r["family"], r.get("void")) for r in results["runs"]) == [
         ("blockwise", "fill"), ("blockwise", "keep"), ("pixelwise", None), ("truncation_eval", None),
     ]  # fmt: skip
-    assert report.exists() and "--jobs 2" in report.read_text()
+    page = report.read_text()
+    assert "--jobs 2" in page and f"Results JSON (every record): `{tmp_path / 'r.json'}`" in page
 
 
 def test_check_reusable_refuses_another_config_but_not_other_threads(script, tmp_path):
