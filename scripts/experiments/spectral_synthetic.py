@@ -72,7 +72,7 @@ from freqdense.config.load import build_config, merge_dicts
 from freqdense.engine.checkpoint import META_FILE, latest_checkpoint, load_model
 from freqdense.engine.data import build_dataset
 from freqdense.engine.train import resolve_device, train
-from freqdense.errors import FreqdenseError
+from freqdense.errors import ConfigError, FreqdenseError
 from freqdense.spectral import blockwise_annotation
 
 log = logging.getLogger("spectral_synthetic")
@@ -180,8 +180,15 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
     done = run_dir / "record.json"
     if done.exists():
         check_reusable(run_dir, cfg)
+        records = json.loads(done.read_text())
+        found = {k: records[0].get(k) for k in record} if records else {}
+        if found != record:  # e.g. a copied or renamed run directory
+            raise ConfigError(
+                f"{done} holds the records of another run of the sweep ({found}, expected {record}); delete it to "
+                f"evaluate {run_dir} as {name} again"
+            )
         log.info("reusing %s", done)
-        return json.loads(done.read_text())
+        return records
     start = time.perf_counter()
     train(cfg, run_dir)
     trained = training_wall_seconds(run_dir) or time.perf_counter() - start

@@ -91,6 +91,11 @@ def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")} == stamps
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
 
+    # A record.json that describes another run (a copied run directory) is refused, not reported as this run.
+    (out / "pixelwise_seed0" / "record.json").write_text((out / "pixelwise_x2_seed0" / "record.json").read_text())
+    with pytest.raises(ConfigError, match=r"pixelwise_seed0/record\.json holds the records of another run"):
+        script.main(argv)
+
 
 @pytest.mark.slow
 def test_only_trains_the_named_runs_and_writes_no_report(script, tmp_path, capsys):
