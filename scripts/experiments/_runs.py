@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from freqdense.config import config_to_dict
-from freqdense.engine.run_config import RUNTIME_KEYS, config_differences, stored_config
+from freqdense.engine.run_config import experiment_differences, stored_config
 from freqdense.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def check_reusable(run_dir: Path, cfg) -> None:
             f"{run_dir} holds results but no config.yaml, so they cannot be checked against this command's config; "
             f"delete {run_dir} to retrain that run, or use another --out"
         )
-    differing = {k: v for k, v in config_differences(old, config_to_dict(cfg)).items() if k not in RUNTIME_KEYS}
+    differing = experiment_differences(old, config_to_dict(cfg))
     if differing:
         changes = ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differing.items())
         raise ConfigError(

@@ -174,12 +174,11 @@ def training_wall_seconds(run_dir: Path) -> float | None:
 def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[int], nus: list[int], device) -> list:
     """Train (or reuse) one run and return its records (several for the pixel-wise run).
 
-    A finished run (``record.json``) is reused only when its ``config.yaml`` is this sweep's config for it
-    (:func:`check_reusable`)."""
+    A finished run (``record.json``) is reused when it is this run's; ``main`` has checked, before training anything,
+    that its ``config.yaml`` is this sweep's config for it (:func:`check_reusable`)."""
     run_dir = out / name
     done = run_dir / "record.json"
     if done.exists():
-        check_reusable(run_dir, cfg)
         records = json.loads(done.read_text())
         found = {k: records[0].get(k) for k in record} if records else {}
         if found != record:  # e.g. a copied or renamed run directory

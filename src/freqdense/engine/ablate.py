@@ -26,7 +26,7 @@ from .._progress import format_duration
 from ..config import ExperimentConfig, config_to_dict, load_config
 from ..errors import ConfigError
 from ..metrics import DEFAULT_DELTA_M_METRICS, HIGHER_IS_BETTER, delta_m
-from .run_config import RUNTIME_KEYS, config_differences, stored_config
+from .run_config import experiment_differences, stored_config
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _check_same_config(run_dir: Path, cfg: ExperimentConfig, *, resume: bool) ->
             "ones), or choose another --out"
         )
     old, _ = stored_config(run_dir, None)
-    differing = [k for k in config_differences(old or {}, config_to_dict(cfg)) if k not in RUNTIME_KEYS]
+    differing = list(experiment_differences(old or {}, config_to_dict(cfg)))
     if differing:
         raise ConfigError(
             f"ablate: {saved} differs from the config this ablation would train in {', '.join(differing)} (another "

@@ -34,6 +34,7 @@ __all__ = [
     "CONFIG_FILE",
     "flatten_config",
     "config_differences",
+    "experiment_differences",
     "stored_config",
     "check_resume_config",
 ]
@@ -107,6 +108,12 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
             continue
         out[k] = pair
     return out
+
+
+def experiment_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """:func:`config_differences` without the :data:`RUNTIME_KEYS`: the keys in which ``new`` is another experiment
+    than ``old`` (what a finished run may be reused under)."""
+    return {k: v for k, v in config_differences(old, new).items() if k not in RUNTIME_KEYS}
 
 
 def stored_config(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any] | None, Path | None]:
