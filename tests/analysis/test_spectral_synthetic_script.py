@@ -80,7 +80,10 @@ def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     check = results["convergence"]["0"]["doubling"]
     assert check["steps"] == 8 and check["gain"] == pytest.approx(doubled["miou"] - pixel["miou"])
     page = report.read_text()
-    assert "**Not a result**" in page and "the data were subsampled" in page
+    assert "**Not a result**" in page and "the validation set was subsampled" in page
+    # the training-set size is a setting the page names, not a caveat
+    assert "Trained on the first 8 scenes of the synthetic training split" in page
+    assert results["scenes"] == {"train": 8, "val": 4, "train_in_config": 600}
     assert f"doubling the schedule to 8 steps gives mIoU {doubled['miou']:.4f}" in page
     assert plot.stat().st_size > 0
 
