@@ -487,9 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_relation(points, args.plot)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     # A result needs every pixel-wise model converged (whatever the schedule, the config's own included) and the
-    # full validation set; otherwise the page says why it is not one.
-    # The training-set size is a setting of the experiment (the page names it); a smaller validation set makes every
-    # number noisier, so that one is a caveat.
+    # full validation set, which a smaller one makes noisier; otherwise the page says why it is not one. The
+    # training-set size is a setting of the experiment, which the page names.
     caveats = []
     if args.val_samples is not None:
         caveats.append("the validation set was subsampled")
@@ -549,6 +548,17 @@ def relative_by_step(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scenes_sentence(scenes: dict[str, int | None]) -> str:
+    """The page's sentence on a sweep trained on fewer scenes (``--train-samples``); ``None`` is a whole split."""
+    in_config = scenes["train_in_config"]
+    in_config = "the config uses the whole split" if in_config is None else f"the config has {in_config}"
+    val = "the whole validation split" if scenes["val"] is None else f"{scenes['val']} validation scenes"
+    return (
+        f"Trained on the first {scenes['train']} scenes of the synthetic training split (`--train-samples`; "
+        f"{in_config}), evaluated on {val}."
+    )
+
+
 def write_report(args, points, correlations, pixel_error, command, overrides, caveats, runs, results) -> None:
     seconds = [r["train_seconds"] for r in runs if "train_seconds" in r]
     setting = f"`{args.config}`" + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
@@ -558,12 +568,8 @@ def write_report(args, points, correlations, pixel_error, command, overrides, ca
         if caveats
         else f"Setting: {setting}."
     )
-    scenes = results.get("scenes", {})
     if args.train_samples is not None:
-        note += (
-            f" Trained on the first {scenes.get('train')} scenes of the synthetic training split (`--train-samples`; "
-            f"the config has {scenes.get('train_in_config')}), evaluated on {scenes.get('val')} validation scenes."
-        )
+        note += " " + scenes_sentence(results["scenes"])
     errors = ", ".join(f"ν={nu}: {e:.3f}" for nu, e in sorted(pixel_error.items()))
     stats = results["label_statistics"]
     names = results["classes"]

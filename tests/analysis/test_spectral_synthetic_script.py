@@ -55,6 +55,16 @@ def test_doubling_criterion(script):
     assert d["met"] and d["steps"] is None
 
 
+def test_scenes_sentence_names_whole_splits(script):
+    # a config without num_samples uses its whole split; the page must not print "None"
+    sentence = script.scenes_sentence({"train": 40, "val": None, "train_in_config": None})
+    assert sentence == (
+        "Trained on the first 40 scenes of the synthetic training split (`--train-samples`; the config uses the "
+        "whole split), evaluated on the whole validation split."
+    )
+    assert "None" not in sentence
+
+
 @pytest.mark.slow
 def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     out, report, plot = tmp_path / "runs", tmp_path / "page.md", tmp_path / "relation.png"
@@ -82,7 +92,10 @@ def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     page = report.read_text()
     assert "**Not a result**" in page and "the validation set was subsampled" in page
     # the training-set size is a setting the page names, not a caveat
-    assert "Trained on the first 8 scenes of the synthetic training split" in page
+    assert (
+        "Trained on the first 8 scenes of the synthetic training split (`--train-samples`; the config has 600), "
+        "evaluated on 4 validation scenes." in page
+    )
     assert results["scenes"] == {"train": 8, "val": 4, "train_in_config": 600}
     assert f"doubling the schedule to 8 steps gives mIoU {doubled['miou']:.4f}" in page
     assert plot.stat().st_size > 0
