@@ -69,6 +69,7 @@ from freqdense.analysis.spectral_relation import (
 from freqdense.cli.analyze_cmd import compute_label_analysis, compute_truncation
 from freqdense.config import config_to_dict, load_config, parse_overrides
 from freqdense.config.load import build_config, merge_dicts
+from freqdense.data.io import atomic_write
 from freqdense.engine.checkpoint import META_FILE, latest_checkpoint, load_model
 from freqdense.engine.data import build_dataset
 from freqdense.engine.train import resolve_device, train
@@ -179,7 +180,12 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
     run_dir = out / name
     done = run_dir / "record.json"
     if done.exists():
-        records = json.loads(done.read_text())
+        try:
+            records = json.loads(done.read_text())
+        except ValueError as err:  # empty or cut short: not a record this script wrote (it writes them atomically)
+            raise ConfigError(
+                f"{done} is not a run record ({err}); delete it to evaluate {run_dir} as {name} again"
+            ) from err
         found = {k: records[0].get(k) for k in record} if records else {}
         if found != record:  # e.g. a copied or renamed run directory
             raise ConfigError(
@@ -219,7 +225,8 @@ def run_one(name: str, record: dict[str, Any], cfg, out: Path, *, grids: list[in
                     "pixel_acc": row["pixel_acc"],
                 }
             )
-    done.write_text(json.dumps(records, indent=2))
+    with atomic_write(done, "w") as f:  # an interrupted write leaves no half record that would count as done
+        f.write(json.dumps(records, indent=2))
     return records
 
 

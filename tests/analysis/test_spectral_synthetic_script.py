@@ -111,6 +111,10 @@ def test_tiny_sweep_end_to_end_and_resume(script, tmp_path):
     (out / "pixelwise_seed0" / "record.json").write_text((out / "pixelwise_x2_seed0" / "record.json").read_text())
     with pytest.raises(ConfigError, match=r"pixelwise_seed0/record\.json holds the records of another run"):
         script.main(argv)
+    # An empty record (e.g. made by hand while copying a run) is named, not a bare JSON error.
+    (out / "pixelwise_seed0" / "record.json").write_text("")
+    with pytest.raises(ConfigError, match=r"pixelwise_seed0/record\.json is not a run record .*delete it"):
+        script.main(argv)
 
 
 @pytest.mark.slow
